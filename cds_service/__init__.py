@@ -1,0 +1,46 @@
+"""Back-spasm CDS Hooks service: `create_app` builds the Flask application."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+from collections.abc import Callable
+
+from flask import Flask
+
+from .knowledge_files import load_knowledge
+from .settings import Settings
+
+__all__ = ["Settings", "create_app"]
+
+
+def _warm_models() -> None:
+    """Build the FHIR model validators now, so that the first clinical call does not pay for it."""
+    from .core.findings import MODELS
+
+    for name, model in MODELS.items():
+        with contextlib.suppress(ValueError):  # only the validator build matters
+            model.model_validate({"resourceType": name})
+
+
+def create_app(
+    settings: Settings | None = None, *, clock: Callable[[], dt.datetime] | None = None
+) -> Flask:
+    """The service application. Knowledge is loaded and compiled once, here."""
+    from .web import discovery, ops, services
+    from .web.errors import register_error_handlers
+    from .web.state import EXTENSION_KEY, ServiceState, utc_now
+
+    settings = settings or Settings()
+    logging.basicConfig(level=settings.log_level.upper())
+    app = Flask(__name__, instance_path=str(settings.instance_path.resolve()))
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    knowledge = load_knowledge(settings.knowledge_dir)
+    app.extensions[EXTENSION_KEY] = ServiceState(settings, knowledge, clock or utc_now)
+    app.register_blueprint(discovery.bp)
+    app.register_blueprint(services.bp)
+    app.register_blueprint(ops.bp)
+    register_error_handlers(app)
+    _warm_models()
+    return app

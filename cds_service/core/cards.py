@@ -1,0 +1,228 @@
+"""Render rule matches as CDS Hooks cards: one card per theme, each with its evidence and source.
+
+Text from the patient's record (displays) is escaped so that it can never inject Markdown links
+or HTML into a card; all other text comes from the reviewed knowledge.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .codes import system_name
+from .findings import Finding, Measurement
+from .knowledge import Coding, KnowledgeBase, Rule, Theme
+from .rules import Evaluation, Evidence, Match, OlderFinding
+
+MAX_EVIDENCE_LINES = 12
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
+_DATE_WORDS = {
+    "onset": "onset",
+    "recorded": "recorded",
+    "effective": "taken",
+    "issued": "reported",
+    "undated": "date not recorded",
+}
+
+
+def escape_text(text: str, limit: int = 160) -> str:
+    """Plain text from a record, made inert for GitHub-flavoured Markdown."""
+    text = " ".join(str(text).split())[:limit]
+    text = text.replace("&", "&amp;").replace("<", "&lt;")
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+
+
+def _coding_text(coding: Coding) -> str:
+    return (
+        f"{escape_text(coding.display)} ({system_name(coding.system)} {escape_text(coding.code)})"
+    )
+
+
+def _date_text(date: Any, kind: str) -> str:
+    word = _DATE_WORDS.get(kind, kind)
+    return word if date is None else f"{word} {date.isoformat()}"
+
+
+def evidence_text(item: Evidence) -> str:
+    """One line of evidence: finding, code, system, date, qualifier and the resource."""
+    parts = [_coding_text(item.coding)]
+    if isinstance(item, Measurement):
+        reading = item.reading
+        value = f"{reading.value:g} {escape_text(reading.unit)}".strip()
+        flag = f"{reading.flag}, {reading.basis}"
+        if reading.range_text:
+            flag += f"; reference {escape_text(reading.range_text)}"
+        parts = [f"{_coding_text(item.coding)}: **{value}** ({flag})"]
+    parts.append(_date_text(item.date, item.date_kind))
+    if isinstance(item, Finding) and item.qualifier:
+        parts.append(item.qualifier)
+    return ", ".join(parts) + f" · {escape_text(item.reference, 80)}"
+
+
+def _summary(theme: Theme, matches: list[Match]) -> str:
+    more = f" (+{len(matches) - 1} more)" if len(matches) > 1 else ""
+    return theme.summary.format(top=matches[0].rule.summary, more=more)
+
+
+def concept_name(kb: KnowledgeBase, rule: Rule, item: Evidence) -> str:
+    """What the finding is, in the knowledge's words (the value set or measure title)."""
+    if isinstance(item, Measurement):
+        return kb.measures[item.measure].title
+    for vs_id in rule.valuesets:
+        if vs_id in item.valuesets:
+            return kb.valuesets[vs_id].title
+    return rule.title
+
+
+def _evidence_section(kb: KnowledgeBase, theme: Theme, matches: list[Match]) -> list[str]:
+    lines = [f"**{theme.findings_heading}**", ""]
+    shown = 0
+    total = sum(len(m.evidence) for m in matches)
+    for match in matches:
+        for item in match.evidence:
+            if shown == MAX_EVIDENCE_LINES:
+                break
+            lines.append(f"- **{concept_name(kb, match.rule, item)}**: {evidence_text(item)}")
+            shown += 1
+    if total > shown:
+        lines.append(f"- and {total - shown} more in the record")
+    context = _unique(f for m in matches for f in m.context)
+    if context:
+        lines += [
+            "",
+            f"**{theme.context_heading}:** " + "; ".join(evidence_text(f) for f in context),
+        ]
+    return lines
+
+
+def _unique(items: Iterable[Finding]) -> list[Finding]:
+    seen: dict[str, Finding] = {}
+    for item in items:
+        seen.setdefault(item.reference, item)
+    return list(seen.values())
+
+
+def _action_section(matches: list[Match]) -> list[str]:
+    actions = list(dict.fromkeys(m.rule.action for m in matches))
+    if len(actions) == 1:
+        return ["", f"**Action:** {actions[0]}"]
+    return ["", "**Action**", "", *[f"{i}. {a}" for i, a in enumerate(actions, 1)]]
+
+
+def _questions_section(kb: KnowledgeBase, theme: Theme) -> list[str]:
+    q = theme.questions
+    if q is None:
+        return []
+    lines = ["", f"**Ask** (*{kb.article.title}*)", "", *[f"- {x}" for x in q.article]]
+    if q.guideline and q.guideline_questions:
+        guideline = kb.guidelines[q.guideline]
+        lines += ["", f"**And for cauda equina syndrome** ({guideline.short})", ""]
+        lines += [f"- {x}" for x in q.guideline_questions]
+    return lines
+
+
+def _why_section(kb: KnowledgeBase, theme: Theme, matches: list[Match]) -> list[str]:
+    quotes = list(dict.fromkeys(m.rule.source.quote for m in matches))
+    if theme.questions:
+        quotes = [q for q in quotes if q != theme.questions.source_quote]
+    windows = list(dict.fromkeys(m.rule.source.window for m in matches if m.rule.source.window))
+    if not quotes and not windows:
+        return []
+    lines = ["", "**Why**"]
+    for quote in quotes:
+        lines += ["", f"> {' '.join(quote.split())}"]
+    if windows:
+        lines += ["", *[f"- {w}" for w in windows]]
+    return lines
+
+
+def _older_section(kb: KnowledgeBase, older: list[OlderFinding]) -> list[str]:
+    if not older:
+        return []
+    return ["", f"**{kb.context_line}:** " + "; ".join(evidence_text(o.finding) for o in older)]
+
+
+def _guidelines_of(rules: Iterable[Rule], theme: Theme) -> list[str]:
+    ids = [r.source.guideline for r in rules if r.source.guideline]
+    if theme.questions and theme.questions.guideline:
+        ids.append(theme.questions.guideline)
+    return list(dict.fromkeys(ids))
+
+
+def _attribution(kb: KnowledgeBase, guideline_ids: list[str]) -> list[str]:
+    art = kb.article
+    parts = [
+        f"*{art.title}*, {art.kind.lower()} (medical reviewer {art.medical_reviewer}; "
+        f"last review {art.last_review})"
+    ]
+    for gid in guideline_ids:
+        g = kb.guidelines[gid]
+        parts.append(f"{g.title}, {g.publisher} ({g.year})")
+    return ["", "---", "", "Sources: " + ". ".join(parts) + "."]
+
+
+def _source(kb: KnowledgeBase, theme: Theme, guideline_ids: list[str]) -> dict[str, Any]:
+    label = f"{kb.article.title} (reviewed {kb.article.last_review})"
+    if guideline_ids:
+        label += "; " + "; ".join(kb.guidelines[g].short for g in guideline_ids[:2])
+    source: dict[str, Any] = {"label": label}
+    if theme.topic:
+        source["topic"] = _coding_json(theme.topic)
+    return source
+
+
+def _coding_json(coding: Coding) -> dict[str, str]:
+    return {"system": coding.system, "code": coding.code, "display": coding.display}
+
+
+def _card(
+    kb: KnowledgeBase,
+    theme: Theme,
+    matches: list[Match],
+    older: list[OlderFinding],
+    new_uuid: Callable[[], str],
+) -> dict[str, Any]:
+    guideline_ids = _guidelines_of((m.rule for m in matches), theme)
+    detail = [
+        *_evidence_section(kb, theme, matches),
+        *_action_section(matches),
+        *_questions_section(kb, theme),
+        *_why_section(kb, theme, matches),
+        *_older_section(kb, older),
+        *_attribution(kb, guideline_ids),
+    ]
+    card: dict[str, Any] = {
+        "uuid": new_uuid(),
+        "summary": _summary(theme, matches),
+        "indicator": theme.indicator,
+        "detail": "\n".join(detail).strip() + "\n",
+        "source": _source(kb, theme, guideline_ids),
+    }
+    if theme.override_reasons:
+        card["overrideReasons"] = [_coding_json(c) for c in theme.override_reasons]
+    return card
+
+
+def render_cards(
+    kb: KnowledgeBase, evaluation: Evaluation, max_cards: int, new_uuid: Callable[[], str]
+) -> list[dict[str, Any]]:
+    """Cards in theme order (critical first), at most `max_cards`."""
+    by_theme: dict[str, list[Match]] = {}
+    for match in evaluation.matches:
+        by_theme.setdefault(match.rule.theme, []).append(match)
+    themes = sorted((kb.themes[t] for t in by_theme), key=lambda t: t.order)
+    cards = []
+    older = list(evaluation.older)
+    for theme in themes[:max_cards]:
+        cards.append(_card(kb, theme, by_theme[theme.id], older, new_uuid))
+        older = []  # the older findings are worth one line, on the first card only
+    return cards
+
+
+def card_rules(evaluation: Evaluation) -> dict[str, list[str]]:
+    """Theme id -> the rule ids that fired for it (for the audit trail)."""
+    out: dict[str, list[str]] = {}
+    for match in evaluation.matches:
+        out.setdefault(match.rule.theme, []).append(match.rule.id)
+    return out

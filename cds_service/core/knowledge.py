@@ -1,0 +1,506 @@
+"""The clinical knowledge, compiled once into immutable lookups the engine reads.
+
+`compile_knowledge` takes the parsed knowledge documents (see `knowledge/README.md`) and
+returns a `KnowledgeBase`, or raises `KnowledgeError` listing every problem found.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import jsonschema
+
+from .codes import KNOWLEDGE_SYSTEMS, normalize_code
+
+INDICATOR_ORDER = {"critical": 0, "warning": 1, "info": 2}
+
+
+class KnowledgeError(Exception):
+    """The knowledge is invalid; `problems` says where and why, one line each."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Coding:
+    system: str
+    code: str
+    display: str
+
+
+@dataclass(frozen=True)
+class ValueSet:
+    id: str
+    title: str
+    group: str
+    article_wording: str
+    codes: tuple[Coding, ...]
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """Another finding a rule needs: any of `valuesets`, recent enough."""
+
+    valuesets: tuple[str, ...]
+    within_days: int | None
+    after_finding: bool = False
+
+
+@dataclass(frozen=True)
+class RuleSource:
+    quote: str
+    guideline: str | None = None
+    window: str | None = None
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    title: str
+    theme: str
+    rank: int
+    summary: str
+    valuesets: tuple[str, ...]
+    measures: tuple[str, ...]
+    direction: str | None
+    new_within_days: int | None
+    older: str
+    requires: tuple[Requirement, ...]
+    unless_themes: tuple[str, ...]
+    action: str
+    source: RuleSource
+
+
+@dataclass(frozen=True)
+class Measure:
+    id: str
+    title: str
+    codes: Mapping[str, str]
+    canonical_unit: str
+    units: Mapping[str, float]
+    unitless: bool
+    default_low: float
+    default_high: float
+    range_source: str
+
+
+@dataclass(frozen=True)
+class Questions:
+    source_quote: str
+    article: tuple[str, ...]
+    guideline: str | None
+    guideline_questions: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Theme:
+    id: str
+    indicator: str
+    title: str
+    summary: str
+    findings_heading: str
+    context_heading: str
+    override_reasons: tuple[Coding, ...]
+    topic: Coding | None
+    questions: Questions | None
+    order: int
+
+
+@dataclass(frozen=True)
+class PrefetchKey:
+    key: str
+    template: str
+    since_days: int | None
+    required: bool
+
+
+@dataclass(frozen=True)
+class Service:
+    id: str
+    hook: str
+    title: str
+    description: str
+    usage_requirements: str | None
+
+
+@dataclass(frozen=True)
+class Article:
+    id: str
+    title: str
+    kind: str
+    medical_reviewer: str
+    last_review: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Guideline:
+    id: str
+    short: str
+    title: str
+    publisher: str
+    year: int
+    says: str
+
+
+@dataclass(frozen=True)
+class Policy:
+    excluded_verification: frozenset[str]
+    excluded_clinical: frozenset[str]
+    abatement_ends_condition: bool
+    excluded_observation_status: frozenset[str]
+    absent_values: frozenset[tuple[str, str]]
+    negative_interpretations: frozenset[str]
+    future_tolerance_hours: int
+
+
+@dataclass(frozen=True)
+class KnowledgeBase:
+    valuesets: Mapping[str, ValueSet]
+    rules: tuple[Rule, ...]
+    themes: Mapping[str, Theme]
+    measures: Mapping[str, Measure]
+    services: Mapping[str, Service]
+    prefetch: Mapping[str, PrefetchKey]
+    policy: Policy
+    article: Article
+    guidelines: Mapping[str, Guideline]
+    context_line: str
+    #: (system URI, normalised code) -> ids of the value sets holding it
+    code_index: Mapping[tuple[str, str], frozenset[str]]
+    #: LOINC code -> measure id
+    measure_index: Mapping[str, str]
+    version: str = field(default="")
+
+    def valueset_codes(self) -> frozenset[tuple[str, str]]:
+        """Every (system, code) any value set holds."""
+        return frozenset(self.code_index)
+
+
+def _schema_problems(name: str, document: Any, schema: Mapping[str, Any]) -> list[str]:
+    validator = jsonschema.Draft202012Validator(schema)
+    problems = []
+    for error in sorted(validator.iter_errors(document), key=lambda e: list(e.absolute_path)):
+        where = "/".join(str(p) for p in error.absolute_path) or "(top)"
+        problems.append(f"{name}: {where}: {error.message}")
+    return problems
+
+
+def _normalise_quote(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def quote_in_article(quote: str, article_text: str) -> bool:
+    """Whether `quote` appears word for word in the article (white space folded)."""
+    return _normalise_quote(quote) in _normalise_quote(article_text)
+
+
+def _compile_valueset(doc: Mapping[str, Any], expansion: Mapping[str, Any]) -> ValueSet:
+    codes: list[Coding] = []
+    for entry in doc["include"]:
+        system = KNOWLEDGE_SYSTEMS[entry["system"]]
+        code = normalize_code(system, entry["code"])
+        codes.append(Coding(system, code, entry["display"]))
+        if entry.get("descendants"):
+            for child_code, child_display in expansion.get(entry["code"], []):
+                codes.append(Coding(system, normalize_code(system, child_code), child_display))
+    return ValueSet(
+        id=doc["id"],
+        title=doc["title"],
+        group=doc["group"],
+        article_wording=doc["article_wording"],
+        codes=tuple(dict.fromkeys(codes)),
+    )
+
+
+def _expansion_problems(vs_doc: Mapping[str, Any], expansion: Mapping[str, Any]) -> list[str]:
+    problems = []
+    for entry in vs_doc["include"]:
+        if entry.get("descendants") and entry["code"] not in expansion:
+            problems.append(
+                f"valuesets/{vs_doc['id']}.yaml: {entry['code']} has descendants: true but no "
+                "expansion; run `cds-service knowledge expand`"
+            )
+        if (entry.get("exclude") or entry.get("only")) and not entry.get("descendants"):
+            problems.append(
+                f"valuesets/{vs_doc['id']}.yaml: {entry['code']}: exclude/only need descendants"
+            )
+    return problems
+
+
+def _compile_rule(doc: Mapping[str, Any]) -> Rule:
+    finding = doc["finding"]
+    return Rule(
+        id=doc["id"],
+        title=doc["title"],
+        theme=doc["theme"],
+        rank=doc["rank"],
+        summary=doc["summary"],
+        valuesets=tuple(finding.get("valuesets", ())),
+        measures=tuple(finding.get("measure", ())),
+        direction=finding.get("direction"),
+        new_within_days=finding.get("new_within_days"),
+        older=finding.get("older", "ignore"),
+        requires=tuple(
+            Requirement(
+                valuesets=tuple(r["valuesets"]),
+                within_days=r["within_days"],
+                after_finding=r.get("after_finding", False),
+            )
+            for r in doc["requires"]
+        ),
+        unless_themes=tuple(doc.get("unless_themes", ())),
+        action=" ".join(doc["action"].split()),
+        source=RuleSource(
+            quote=doc["source"]["quote"],
+            guideline=doc["source"].get("guideline"),
+            window=doc["source"].get("window"),
+        ),
+    )
+
+
+def _compile_measure(measure_id: str, doc: Mapping[str, Any]) -> Measure:
+    return Measure(
+        id=measure_id,
+        title=doc["title"],
+        codes=MappingProxyType({c["code"]: c["display"] for c in doc["codes"]}),
+        canonical_unit=doc["canonical_unit"],
+        units=MappingProxyType({u.lower(): float(f) for u, f in doc["units"].items()}),
+        unitless=doc.get("unitless", False),
+        default_low=float(doc["default_range"]["low"]),
+        default_high=float(doc["default_range"]["high"]),
+        range_source=doc["default_range"]["source"],
+    )
+
+
+def _compile_theme(
+    theme_id: str, doc: Mapping[str, Any], order: int, reasons: Mapping[str, Coding]
+) -> Theme:
+    q = doc.get("questions")
+    topic = doc.get("topic")
+    return Theme(
+        id=theme_id,
+        indicator=doc["indicator"],
+        title=doc["title"],
+        summary=doc["summary"],
+        findings_heading=doc["findings_heading"],
+        context_heading=doc["context_heading"],
+        override_reasons=tuple(reasons[r] for r in doc["override_reasons"] if r in reasons),
+        topic=Coding(topic["system"], topic["code"], topic["display"]) if topic else None,
+        questions=Questions(
+            source_quote=q["source_quote"],
+            article=tuple(q["article"]),
+            guideline=q.get("guideline"),
+            guideline_questions=tuple(q.get("guideline_questions", ())),
+        )
+        if q
+        else None,
+        order=order,
+    )
+
+
+def _compile_policy(doc: Mapping[str, Any]) -> Policy:
+    return Policy(
+        excluded_verification=frozenset(doc["conditions"]["excluded_verification"]),
+        excluded_clinical=frozenset(doc["conditions"]["excluded_clinical"]),
+        abatement_ends_condition=doc["conditions"]["abatement_ends_condition"],
+        excluded_observation_status=frozenset(doc["observations"]["excluded_status"]),
+        absent_values=frozenset((v["system"], v["code"]) for v in doc["absent_values"]),
+        negative_interpretations=frozenset(doc["negative_interpretations"]),
+        future_tolerance_hours=doc["future_tolerance_hours"],
+    )
+
+
+def _reference_problems(
+    rules: list[Rule],
+    valuesets: Mapping[str, ValueSet],
+    themes: Mapping[str, Theme],
+    measures: Mapping[str, Measure],
+    guidelines: Mapping[str, Guideline],
+    article_text: str,
+) -> list[str]:
+    problems: list[str] = []
+    seen: set[str] = set()
+    for rule in rules:
+        where = f"rules/{rule.id}"
+        if rule.id in seen:
+            problems.append(f"{where}: duplicate rule id")
+        seen.add(rule.id)
+        if rule.theme not in themes:
+            problems.append(f"{where}: unknown theme {rule.theme!r}")
+        for theme in rule.unless_themes:
+            if theme not in themes:
+                problems.append(f"{where}: unless_themes names unknown theme {theme!r}")
+        wanted = list(rule.valuesets) + [v for r in rule.requires for v in r.valuesets]
+        problems += [f"{where}: unknown value set {v!r}" for v in wanted if v not in valuesets]
+        problems += [f"{where}: unknown measure {m!r}" for m in rule.measures if m not in measures]
+        if rule.source.guideline and rule.source.guideline not in guidelines:
+            problems.append(f"{where}: unknown guideline {rule.source.guideline!r}")
+        if not quote_in_article(rule.source.quote, article_text):
+            problems.append(f"{where}: source quote is not in the article: {rule.source.quote!r}")
+    for theme in themes.values():
+        if theme.questions:
+            if not quote_in_article(theme.questions.source_quote, article_text):
+                problems.append(f"themes/{theme.id}: questions source quote is not in the article")
+            problems += [
+                f"themes/{theme.id}: question not in the article: {q!r}"
+                for q in theme.questions.article
+                if not quote_in_article(q, article_text)
+            ]
+            if theme.questions.guideline and theme.questions.guideline not in guidelines:
+                problems.append(f"themes/{theme.id}: unknown guideline")
+    for measure in measures.values():
+        if measure.range_source not in guidelines:
+            problems.append(f"labs/{measure.id}: unknown range source {measure.range_source!r}")
+    return problems
+
+
+def _summary_problems(rules: list[Rule], themes: Mapping[str, Theme]) -> list[str]:
+    """Every card summary a theme can produce must stay under 140 characters."""
+    problems = []
+    for rule in rules:
+        theme = themes.get(rule.theme)
+        if theme is None:
+            continue
+        longest = theme.summary.format(top=rule.summary, more=" and 99 more")
+        if len(longest) >= 140:
+            problems.append(f"rules/{rule.id}: card summary would reach {len(longest)} characters")
+    return problems
+
+
+def _prefetch_problems(prefetch: Mapping[str, PrefetchKey]) -> list[str]:
+    problems = []
+    for key in prefetch.values():
+        tokens = re.findall(r"\{\{\s*([^}]*?)\s*\}\}", key.template)
+        problems += [
+            f"services.yaml: prefetch {key.key}: token {{{{{t}}}}} is not a context field"
+            for t in tokens
+            if not re.fullmatch(r"context\.[A-Za-z]+", t)
+        ]
+        if "{since}" in key.template and key.since_days is None:
+            problems.append(f"services.yaml: prefetch {key.key}: {{since}} needs since_days")
+    return problems
+
+
+def compile_knowledge(docs: Mapping[str, Any]) -> KnowledgeBase:
+    """Validate and compile parsed knowledge documents into a `KnowledgeBase`."""
+    schemas = docs["schemas"]
+    problems: list[str] = []
+    for name in ("sources", "policy", "labs", "themes", "services"):
+        problems += _schema_problems(f"{name}.yaml", docs[name], schemas[name])
+    for name, doc in docs["valuesets"].items():
+        problems += _schema_problems(f"valuesets/{name}", doc, schemas["valueset"])
+    for name, doc in docs["rules"].items():
+        problems += _schema_problems(f"rules/{name}", doc, schemas["rule"])
+    if problems:
+        raise KnowledgeError(problems)
+
+    expansions = docs["expansions"].get("valuesets", {})
+    for name, doc in docs["valuesets"].items():
+        if f"{doc['id']}.yaml" != name:
+            problems.append(f"valuesets/{name}: id {doc['id']!r} does not match the file name")
+        problems += _expansion_problems(doc, expansions.get(doc["id"], {}))
+    valuesets = {
+        doc["id"]: _compile_valueset(doc, expansions.get(doc["id"], {}))
+        for doc in docs["valuesets"].values()
+    }
+
+    policy_doc = docs["policy"]
+    reasons = {
+        code: Coding(policy_doc["override_reason_system"], code, display)
+        for code, display in policy_doc["override_reasons"].items()
+    }
+    theme_docs = docs["themes"]["themes"]
+    themes = {
+        tid: _compile_theme(tid, tdoc, order, reasons)
+        for order, (tid, tdoc) in enumerate(theme_docs.items())
+    }
+    for tid, tdoc in theme_docs.items():
+        problems += [
+            f"themes.yaml: {tid}: unknown override reason {r!r}"
+            for r in tdoc["override_reasons"]
+            if r not in reasons
+        ]
+
+    measures = {mid: _compile_measure(mid, m) for mid, m in docs["labs"]["measures"].items()}
+    src = docs["sources"]
+    guidelines = {
+        gid: Guideline(
+            gid, g["short"], g["title"], g["publisher"], g["year"], " ".join(g["says"].split())
+        )
+        for gid, g in src["guidelines"].items()
+    }
+    article_text = docs["article_text"]
+    art = src["article"]
+    article = Article(
+        art["id"],
+        art["title"],
+        art["kind"],
+        art["medical_reviewer"],
+        art["last_review"],
+        article_text,
+    )
+    if hashlib.sha256(article_text.encode()).hexdigest() != art["text_sha256"]:
+        problems.append("sources.yaml: the article text does not match text_sha256")
+
+    rules = [_compile_rule(doc) for doc in docs["rules"].values() if doc.get("enabled", True)]
+    problems += _reference_problems(rules, valuesets, themes, measures, guidelines, article_text)
+    problems += _summary_problems(rules, themes)
+
+    prefetch = {
+        key: PrefetchKey(key, p["template"], p.get("since_days"), p["required"])
+        for key, p in docs["services"]["prefetch"].items()
+    }
+    problems += _prefetch_problems(prefetch)
+    services = {
+        s["id"]: Service(
+            s["id"],
+            s["hook"],
+            s["title"],
+            " ".join(s["description"].split()),
+            " ".join(s["usage_requirements"].split()) if s.get("usage_requirements") else None,
+        )
+        for s in docs["services"]["services"]
+    }
+    if len(services) != len(docs["services"]["services"]):
+        problems.append("services.yaml: duplicate service id")
+    if problems:
+        raise KnowledgeError(problems)
+
+    code_index: dict[tuple[str, str], set[str]] = {}
+    for vs in valuesets.values():
+        for coding in vs.codes:
+            code_index.setdefault((coding.system, coding.code), set()).add(vs.id)
+    measure_index = {code: m.id for m in measures.values() for code in m.codes}
+    rules.sort(key=lambda r: (themes[r.theme].order, r.rank, r.id))
+
+    return KnowledgeBase(
+        valuesets=MappingProxyType(valuesets),
+        rules=tuple(rules),
+        themes=MappingProxyType(themes),
+        measures=MappingProxyType(measures),
+        services=MappingProxyType(services),
+        prefetch=MappingProxyType(prefetch),
+        policy=_compile_policy(policy_doc),
+        article=article,
+        guidelines=MappingProxyType(guidelines),
+        context_line=docs["themes"]["context_line"],
+        code_index=MappingProxyType({k: frozenset(v) for k, v in code_index.items()}),
+        measure_index=MappingProxyType(measure_index),
+        version=_content_version(docs),
+    )
+
+
+def _content_version(docs: Mapping[str, Any]) -> str:
+    """A short hash of the knowledge content, recorded with every answer."""
+    material = {k: v for k, v in docs.items() if k != "schemas"}
+    digest = hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:12]

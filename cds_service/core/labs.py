@@ -1,0 +1,109 @@
+"""Reading a quantitative result: unit conversion and whether it is low, normal or high.
+
+The lab's own interpretation code wins; then the lab's own reference range; then the default
+range the knowledge gives with its source. A unit the knowledge does not list is never guessed
+at: the result is reported as unreadable and raises nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .knowledge import Measure
+
+INTERPRETATION_LOW = frozenset({"L", "LL", "LU", "<", "L<"})
+INTERPRETATION_HIGH = frozenset({"H", "HH", "HU", ">", "H>"})
+INTERPRETATION_NORMAL = frozenset({"N"})
+
+
+@dataclass(frozen=True)
+class Reading:
+    flag: str  # low | normal | high | unreadable
+    basis: str  # how the flag was decided, in words for the card
+    value: float
+    unit: str
+    canonical_value: float | None
+    range_text: str | None
+
+
+def unit_factor(measure: Measure, unit: str | None) -> float | None:
+    """The factor from `unit` to the measure's canonical unit, or None when unknown."""
+    if not unit:
+        return 1.0 if measure.unitless else None
+    return measure.units.get(unit.strip().lower())
+
+
+def _quantity_unit(quantity: Any) -> str | None:
+    if quantity is None:
+        return None
+    return quantity.code or quantity.unit
+
+
+def _format_number(value: float) -> str:
+    return f"{value:g}"
+
+
+def _range_from_record(
+    measure: Measure, obs: Any, value_unit: str | None
+) -> tuple[float | None, float | None, str | None]:
+    """The lab's own reference range, in canonical units, and how it reads."""
+    for ref in obs.referenceRange or []:
+        low = _range_bound(measure, ref.low, value_unit)
+        high = _range_bound(measure, ref.high, value_unit)
+        if low is not None or high is not None:
+            shown = ref.text or _range_text(ref.low, ref.high, value_unit)
+            return low, high, shown
+    return None, None, None
+
+
+def _range_bound(measure: Measure, quantity: Any, value_unit: str | None) -> float | None:
+    if quantity is None or quantity.value is None:
+        return None
+    factor = unit_factor(measure, _quantity_unit(quantity) or value_unit)
+    return None if factor is None else float(quantity.value) * factor
+
+
+def _range_text(low: Any, high: Any, unit: str | None) -> str:
+    lo = _format_number(float(low.value)) if low is not None and low.value is not None else ""
+    hi = _format_number(float(high.value)) if high is not None and high.value is not None else ""
+    text = f"{lo} to {hi}" if lo and hi else (f"≥ {lo}" if lo else f"≤ {hi}")
+    return f"{text} {unit}".strip() if unit else text
+
+
+def read_measure(measure: Measure, obs: Any, interpretations: frozenset[str]) -> Reading | None:
+    """Classify an Observation's valueQuantity against the measure; None when it has no value."""
+    quantity = obs.valueQuantity
+    if quantity is None or quantity.value is None:
+        return None
+    value = float(quantity.value)
+    unit = _quantity_unit(quantity)
+    shown_unit = quantity.unit or quantity.code or ""
+    factor = unit_factor(measure, unit)
+    if factor is None:
+        return Reading("unreadable", f"unit {unit!r} not recognised", value, shown_unit, None, None)
+    canonical = value * factor
+    low, high, range_text = _range_from_record(measure, obs, unit)
+    if interpretations & INTERPRETATION_LOW:
+        return Reading("low", "flagged low by the lab", value, shown_unit, canonical, range_text)
+    if interpretations & INTERPRETATION_HIGH:
+        return Reading("high", "flagged high by the lab", value, shown_unit, canonical, range_text)
+    if interpretations & INTERPRETATION_NORMAL:
+        return Reading(
+            "normal", "flagged normal by the lab", value, shown_unit, canonical, range_text
+        )
+    if low is not None or high is not None:
+        basis = "below the lab's reference range"
+    else:
+        low, high = measure.default_low, measure.default_high
+        range_text = (
+            f"{_format_number(low)} to {_format_number(high)} {measure.canonical_unit} (default)"
+        )
+        basis = "below the default reference range"
+    if low is not None and canonical < low:
+        return Reading("low", basis, value, shown_unit, canonical, range_text)
+    if high is not None and canonical > high:
+        return Reading(
+            "high", basis.replace("below", "above"), value, shown_unit, canonical, range_text
+        )
+    return Reading("normal", "within the reference range", value, shown_unit, canonical, range_text)

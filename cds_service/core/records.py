@@ -1,0 +1,82 @@
+"""Small readers for raw FHIR JSON: references, codings and clinical dates."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from .codes import normalize_code, normalize_system
+
+
+def iter_codings(concept: object) -> Iterator[tuple[str, str, str]]:
+    """(system, code, display) of each coding in a CodeableConcept, normalised."""
+    if not isinstance(concept, Mapping):
+        return
+    codings = concept.get("coding")
+    if not isinstance(codings, list):
+        return
+    for coding in codings:
+        if not isinstance(coding, Mapping):
+            continue
+        system = normalize_system(coding.get("system"))
+        code = normalize_code(system, coding.get("code"))
+        if system and code:
+            display = coding.get("display")
+            yield system, code, display if isinstance(display, str) else ""
+
+
+def first_code(concept: object) -> str | None:
+    """The code of the first coding of a CodeableConcept (status elements)."""
+    for _, code, _ in iter_codings(concept):
+        return code
+    return None
+
+
+def patient_id_of(reference: object) -> str | None:
+    """The Patient id a Reference points at ("Patient/1", "https://x/fhir/Patient/1/_history/2")."""
+    if not isinstance(reference, Mapping):
+        return None
+    ref = reference.get("reference")
+    if not isinstance(ref, str):
+        return None
+    parts = ref.strip().split("?")[0].split("/")
+    for index in range(len(parts) - 1):
+        if parts[index] == "Patient" and parts[index + 1]:
+            return parts[index + 1]
+    return None
+
+
+def about_patient(resource: Mapping[str, Any], patient_id: str) -> bool:
+    """Whether a resource's subject (or patient) is the patient in context."""
+    subject = resource.get("subject", resource.get("patient"))
+    return patient_id_of(subject) == patient_id
+
+
+def resource_reference(resource: Mapping[str, Any]) -> str:
+    rid = resource.get("id")
+    rtype = resource.get("resourceType", "Resource")
+    return f"{rtype}/{rid}" if isinstance(rid, str) and rid else f"{rtype} (no id)"
+
+
+def to_date(value: object, today: dt.date) -> dt.date | None:
+    """The calendar date (UTC) of a FHIR date, dateTime or instant, parsed by the models.
+
+    A month-precision date ("2026-11") reads as the last day of that month (today at most), so
+    that a finding from this month is never taken for an old one; a year alone is too vague and
+    reads as unknown.
+    """
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.UTC)
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str):
+        match = re.fullmatch(r"(\d{4})-(\d{2})", value)
+        if match and 1 <= int(match[2]) <= 12:
+            year, month = int(match[1]), int(match[2])
+            first_of_next = dt.date(year + month // 12, month % 12 + 1, 1)
+            return min(first_of_next - dt.timedelta(days=1), today)
+    return None

@@ -1,0 +1,75 @@
+"""Run the service on gunicorn (`cds-service serve`)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from .core.knowledge import KnowledgeError
+from .knowledge_files import load_knowledge
+from .settings import Settings
+
+log = logging.getLogger("cds_service.server")
+
+
+class ServeError(Exception):
+    """The service cannot start; the message is the one-line reason."""
+
+
+class ServiceApplication(BaseApplication):  # type: ignore[misc]
+    """A gunicorn application whose workers each build the Flask app with the same settings."""
+
+    def __init__(self, settings: Settings, options: dict[str, Any]):
+        self.settings = settings
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        from . import create_app
+
+        return create_app(self.settings)
+
+
+def check_startable(settings: Settings) -> None:
+    """Refuse to start, with a one-line reason, when the service could not answer safely."""
+    try:
+        load_knowledge(settings.knowledge_dir)
+    except KnowledgeError as exc:
+        reason = f"knowledge invalid: {exc.problems[0]} (run `cds-service knowledge check`)"
+        raise ServeError(reason) from None
+    if not settings.allow_unauthenticated:
+        raise ServeError(
+            "no trusted clients are configured: JWT authentication cannot be enforced; "
+            "use --allow-unauthenticated for development"
+        )
+
+
+def gunicorn_options(host: str, port: int, workers: int) -> dict[str, Any]:
+    return {
+        "bind": f"{host}:{port}",
+        "workers": workers,
+        "worker_class": "gthread",
+        "threads": 4,
+        "timeout": 30,
+        "graceful_timeout": 10,
+        "keepalive": 5,
+        "accesslog": "-",
+        "errorlog": "-",
+        "proc_name": "cds-service",
+    }
+
+
+def run_server(settings: Settings, *, host: str, port: int, workers: int) -> None:
+    check_startable(settings)
+    if settings.allow_unauthenticated:
+        log.warning(
+            "DEVELOPMENT MODE: --allow-unauthenticated is set; every caller is trusted and "
+            "no JWT is checked. Never run this way with patient data."
+        )
+    ServiceApplication(settings, gunicorn_options(host, port, workers)).run()

@@ -1,0 +1,1 @@
+"""The HTTP edge: translate requests to calls on the core, and results to CDS Hooks JSON."""

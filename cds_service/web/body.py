@@ -1,0 +1,76 @@
+"""Read a JSON request body within the service's limits, with a clear 4xx for each breach."""
+
+from __future__ import annotations
+
+import json
+import re
+from itertools import accumulate
+from typing import Any
+
+from flask import request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+JSON_MIMETYPES = frozenset({"application/json", "application/fhir+json"})
+_STRINGS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_DEPTH_STEP = {ord("{"): 1, ord("["): 1, ord("}"): -1, ord("]"): -1}
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in _DEPTH_STEP)
+
+
+class BodyError(Exception):
+    """The body cannot be read; `status` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, code: str, reason: str):
+        super().__init__(reason)
+        self.status = status
+        self.code = code
+        self.reason = reason
+
+
+def _outside_strings(raw: bytes) -> bytes:
+    """The JSON text without its string literals."""
+    if b"\\" not in raw:  # no escapes: every quote delimits a string
+        return b"".join(raw.split(b'"')[0::2])
+    return _STRINGS.sub(b"", raw)
+
+
+def json_depth(raw: bytes) -> int:
+    """The deepest nesting of objects and arrays in a JSON text (C-speed scan)."""
+    brackets = _outside_strings(raw).translate(None, _NOT_BRACKETS)
+    if not brackets:
+        return 0
+    return max(accumulate(map(_DEPTH_STEP.__getitem__, brackets)))
+
+
+def read_json_body(max_bytes: int, max_depth: int) -> Any:
+    """The parsed JSON body of the current request."""
+    if request.mimetype not in JSON_MIMETYPES:
+        shown = request.mimetype or "none"
+        raise BodyError(415, "not-supported", f"Content-Type must be application/json, not {shown}")
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise BodyError(413, "too-costly", f"body larger than the limit of {max_bytes} bytes")
+    try:
+        raw = request.get_data(cache=False)
+    except RequestEntityTooLarge as exc:
+        raise BodyError(
+            413, "too-costly", f"body larger than the limit of {max_bytes} bytes"
+        ) from exc
+    if len(raw) > max_bytes:
+        raise BodyError(413, "too-costly", f"body larger than the limit of {max_bytes} bytes")
+    if not raw.strip():
+        raise BodyError(400, "invalid", "the request body is empty")
+    if json_depth(raw) > max_depth:
+        raise BodyError(400, "too-costly", f"JSON nested deeper than the limit of {max_depth}")
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise BodyError(
+            400, "invalid", f"the request body is not valid JSON: {_where(exc)}"
+        ) from exc
+
+
+def _where(exc: Exception) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+    if isinstance(exc, UnicodeDecodeError):
+        return "not UTF-8 text"
+    return type(exc).__name__

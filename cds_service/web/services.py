@@ -1,0 +1,57 @@
+"""POST /cds-services/{id}: validate the envelope, gather the data, decide, answer with cards."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from flask import Blueprint, Response
+
+from ..core.envelope import EnvelopeError, parse_envelope
+from ..core.outcome import missing_data_outcome
+from ..core.pipeline import decide
+from ..gather import DataMissing, TooManyResources, gather_patient_data
+from .body import BodyError, read_json_body
+from .responses import error_response, json_response
+from .state import state
+
+log = logging.getLogger(__name__)
+bp = Blueprint("services", __name__)
+
+
+def _new_uuid() -> str:
+    return str(uuid.uuid4())
+
+
+@bp.post("/cds-services/<service_id>")
+def call_service(service_id: str) -> Response:
+    s = state()
+    service = s.knowledge.services.get(service_id)
+    if service is None:
+        return error_response(404, "not-found", f"no CDS service with id '{service_id}'")
+    try:
+        body = read_json_body(s.settings.max_body_bytes, s.settings.max_json_depth)
+        hook_request = parse_envelope(body, service.hook)
+        data = gather_patient_data(
+            s.knowledge, hook_request, max_resources=s.settings.max_resources
+        )
+    except BodyError as exc:
+        return error_response(exc.status, exc.code, exc.reason)
+    except EnvelopeError as exc:
+        return error_response(400, "invalid", str(exc), expression=exc.where)
+    except TooManyResources as exc:
+        return error_response(413, "too-costly", str(exc))
+    except DataMissing as exc:
+        log.info("412 for %s: missing prefetch %s", service_id, sorted(exc.missing))
+        return json_response(missing_data_outcome(exc.missing), 412)
+    decision = decide(
+        s.knowledge,
+        data.resources,
+        hook_request.patient_id,
+        s.clock().date(),
+        s.settings.max_cards,
+        _new_uuid,
+    )
+    for skipped in decision.findings.skipped:
+        log.info("skipped %s: %s", skipped.reference, skipped.reason)
+    return json_response({"cards": decision.cards})

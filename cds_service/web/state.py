@@ -1,0 +1,30 @@
+"""What every request handler shares: settings, the compiled knowledge, the clock."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from flask import current_app
+
+from ..core.knowledge import KnowledgeBase
+from ..settings import Settings
+
+EXTENSION_KEY = "cds_service"
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass
+class ServiceState:
+    settings: Settings
+    knowledge: KnowledgeBase
+    clock: Callable[[], dt.datetime] = utc_now
+
+
+def state() -> ServiceState:
+    """The service state of the running application."""
+    return current_app.extensions[EXTENSION_KEY]
