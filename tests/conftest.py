@@ -1,0 +1,44 @@
+"""Shared fixtures: the app on a fixed clock, its test client, the knowledge, request builders."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from builders import FIXED_NOW, PATIENT_VIEW
+
+from cds_service import Settings, create_app
+from cds_service.core.knowledge import KnowledgeBase
+from cds_service.knowledge_files import load_knowledge
+from cds_service.settings import PROJECT_ROOT
+
+
+@pytest.fixture(scope="session")
+def kb() -> KnowledgeBase:
+    return load_knowledge(PROJECT_ROOT / "knowledge")
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    return Settings(instance_path=tmp_path, allow_unauthenticated=True)
+
+
+@pytest.fixture
+def app(settings):
+    return create_app(settings, clock=lambda: FIXED_NOW)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def call(client) -> Callable[..., Any]:
+    """POST a body to a service and return the response."""
+
+    def _call(body: Any, service: str = PATIENT_VIEW, **kwargs: Any) -> Any:
+        return client.post(f"/cds-services/{service}", json=body, **kwargs)
+
+    return _call
