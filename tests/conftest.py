@@ -19,13 +19,14 @@ def kb() -> KnowledgeBase:
     return load_knowledge(PROJECT_ROOT / "knowledge")
 
 
-@pytest.fixture
-def settings(tmp_path) -> Settings:
-    return Settings(instance_path=tmp_path, allow_unauthenticated=True)
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory) -> Settings:
+    return Settings(instance_path=tmp_path_factory.mktemp("instance"), allow_unauthenticated=True)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def app(settings):
+    """The application on a fixed clock; shared, since a service call changes nothing in it."""
     return create_app(settings, clock=lambda: FIXED_NOW)
 
 
