@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 from flask.cli import FlaskGroup
@@ -27,7 +28,7 @@ def main() -> None:
     """Back-spasm CDS Hooks service."""
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     click.echo(f"cds-service: {message}", err=True)
     sys.exit(2)
 
@@ -103,3 +104,50 @@ def knowledge_expand(directory: str | None) -> None:
     except KnowledgeError as exc:
         _fail("; ".join(exc.problems))
     click.echo(f"wrote {path}")
+
+
+@main.group("samples")
+def samples() -> None:
+    """Synthetic sample patients (examples/charts)."""
+
+
+@samples.command("list", with_appcontext=False)
+def samples_list() -> None:
+    """List the sample charts and what a clinician expects of each."""
+    from .samples import load_index
+
+    _, charts = load_index()
+    for chart in charts:
+        shown = ", ".join(chart.indicators) or "no card"
+        click.echo(f"{chart.name:45} {chart.patient_id:32} {shown}")
+
+
+@samples.command("request", with_appcontext=False)
+@click.argument("chart_name")
+@click.option(
+    "--hook",
+    type=click.Choice(["patient-view", "encounter-start"]),
+    default="patient-view",
+    show_default=True,
+)
+@click.option(
+    "--today",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    default=None,
+    help="Date the chart is rolled to (default: today).",
+)
+def samples_request(chart_name: str, hook: str, today: object) -> None:
+    """Print a CDS Hooks request for a sample chart, prefetch filled, dates rolled to today."""
+    import datetime as dt
+    import json
+
+    from .knowledge_files import load_knowledge
+    from .samples import load_index, sample_request
+
+    _, charts = load_index()
+    chart = next((c for c in charts if c.name == chart_name), None)
+    if chart is None:
+        _fail(f"no sample chart named {chart_name!r} (see `cds-service samples list`)")
+    day = today.date() if isinstance(today, dt.datetime) else dt.datetime.now(dt.UTC).date()
+    request = sample_request(load_knowledge(Settings().knowledge_dir), chart, day, hook=hook)
+    click.echo(json.dumps(request, indent=2))

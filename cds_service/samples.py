@@ -11,6 +11,7 @@ import copy
 import datetime as dt
 import json
 import re
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,15 +19,28 @@ from typing import Any
 
 import yaml
 
+from .core.knowledge import KnowledgeBase
+from .local_search import prefetch_for
 from .settings import PROJECT_ROOT
 
 CHARTS_DIR = PROJECT_ROOT / "examples" / "charts"
 INDEX_FILE = "index.yaml"
 #: Elements holding clinical dates that roll with the chart (birthDate does not).
-ROLLING_DATE_KEYS = frozenset({
-    "onsetDateTime", "recordedDate", "abatementDateTime", "effectiveDateTime",
-    "effectiveInstant", "issued", "start", "end", "authoredOn", "date", "lastUpdated",
-})
+ROLLING_DATE_KEYS = frozenset(
+    {
+        "onsetDateTime",
+        "recordedDate",
+        "abatementDateTime",
+        "effectiveDateTime",
+        "effectiveInstant",
+        "issued",
+        "start",
+        "end",
+        "authoredOn",
+        "date",
+        "lastUpdated",
+    }
+)
 _DATE_PREFIX = re.compile(r"^(\d{4}-\d{2}-\d{2})(.*)$", re.DOTALL)
 
 
@@ -98,3 +112,27 @@ def load_chart(chart: Chart, today: dt.date, directory: Path = CHARTS_DIR) -> di
 def bundle_resources(bundle: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The resources of a Bundle's entries."""
     return [e["resource"] for e in bundle.get("entry", []) if isinstance(e.get("resource"), dict)]
+
+
+def sample_request(
+    kb: KnowledgeBase,
+    chart: Chart,
+    today: dt.date,
+    *,
+    hook: str = "patient-view",
+    directory: Path = CHARTS_DIR,
+) -> dict[str, Any]:
+    """A CDS Hooks request for a chart, its prefetch filled as an EHR would fill it."""
+    resources = bundle_resources(load_chart(chart, today, directory))
+    context: dict[str, Any] = {
+        "userId": "Practitioner/sample-clinician",
+        "patientId": chart.patient_id,
+    }
+    if hook == "encounter-start":
+        context["encounterId"] = f"{chart.patient_id}-encounter"
+    return {
+        "hook": hook,
+        "hookInstance": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{chart.name}/{hook}/{today}")),
+        "context": context,
+        "prefetch": prefetch_for(kb, resources, context, today),
+    }

@@ -47,10 +47,13 @@ MEDIA_TYPES = {"application/fhir+json": json_loads, "application/yaml": plain_lo
 # --------------------------------------------------------------------------------- fixtures
 
 
-def make_app(clock: Callable[[], dt.datetime] = lambda: NOW, **settings: Any) -> Flask:
+def make_app(
+    instance: Path, clock: Callable[[], dt.datetime] = lambda: NOW, **settings: Any
+) -> Flask:
     # Development mode (no JWT) so that these tests keep testing the contract once JWT
     # authentication is enforced; the setting is the documented way to run without a token.
-    return create_app(Settings(allow_unauthenticated=True, **settings), clock=clock)
+    config = Settings(instance_path=instance, allow_unauthenticated=True, **settings)
+    return create_app(config, clock=clock)
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +79,8 @@ def body_validator() -> OpenAPI:
 
 
 @pytest.fixture(scope="module")
-def app() -> Flask:
-    return make_app()
+def app(tmp_path_factory: pytest.TempPathFactory) -> Flask:
+    return make_app(tmp_path_factory.mktemp("instance"))
 
 
 @pytest.fixture
@@ -257,6 +260,48 @@ def test_documented_examples_match_their_schemas(openapi: OpenAPI, spec_dict: di
         openapi.validate_response(request, MockResponse(data, status_code=status))
 
 
+FEEDBACK_PATH = "/cds-services/back-spasm-patient-view/feedback"
+ACCEPTED = {
+    "card": "9368d37b-283f-44a0-93ea-547cebab93ed",
+    "outcome": "accepted",
+    "acceptedSuggestions": [{"id": "e56e1945-20b3-4393-8503-a1a20fd73152"}],
+    "outcomeTimestamp": "2025-06-10T09:00:00Z",
+}
+OVERRIDDEN = {  # as the CDS Hooks Sandbox sends it: a reason without `display`
+    "card": "9368d37b-283f-44a0-93ea-547cebab93ed",
+    "outcome": "overridden",
+    "overrideReason": {
+        "reason": {
+            "system": "https://back-spasm-cds.org/fhir/CodeSystem/override-reason",
+            "code": "already-evaluated",
+        },
+        "userComment": "seen in clinic yesterday",
+    },
+    "outcomeTimestamp": "2025-06-10T09:00:00.52Z",
+}
+
+
+@pytest.mark.parametrize(
+    ("items", "valid"),
+    [
+        ([ACCEPTED, OVERRIDDEN], True),
+        ([{k: v for k, v in ACCEPTED.items() if k != "acceptedSuggestions"}], False),
+        ([{**OVERRIDDEN, "outcome": "dismissed"}], False),
+        ([{**OVERRIDDEN, "overrideReason": {}}], False),
+        ([], False),
+    ],
+)
+def test_feedback_contract(body_validator: OpenAPI, items: list[dict], valid: bool) -> None:
+    """The documented feedback body (the endpoint itself is not called here)."""
+    data = json.dumps({"feedback": items}).encode()
+    request = MockRequest("http://localhost", "post", FEEDBACK_PATH, data=data)
+    if valid:
+        body_validator.validate_request(request)
+    else:
+        with pytest.raises(InvalidRequestBody):
+            body_validator.validate_request(request)
+
+
 # ------------------------------------------------------------------------------- discovery
 
 
@@ -281,11 +326,11 @@ def test_discovery_wrong_method_405(client: FlaskClient, openapi: OpenAPI) -> No
     check_response(openapi, response, sent, as_method="get")
 
 
-def test_unexpected_error_500(openapi: OpenAPI) -> None:
+def test_unexpected_error_500(openapi: OpenAPI, tmp_path: Path) -> None:
     def broken_clock() -> dt.datetime:
         raise RuntimeError("clock broke")
 
-    with make_app(clock=broken_clock).test_client() as client:
+    with make_app(tmp_path, clock=broken_clock).test_client() as client:
         response = client.get("/cds-services")
     assert response.status_code == 500
     assert "clock broke" not in response.get_data(as_text=True)
@@ -384,10 +429,10 @@ def test_wrong_method_405(client: FlaskClient, openapi: OpenAPI) -> None:
     check_response(openapi, response, as_method="post")
 
 
-def test_body_too_large_413(openapi: OpenAPI) -> None:
+def test_body_too_large_413(openapi: OpenAPI, tmp_path: Path) -> None:
     body = hook_request(red_flag_prefetch())
     body["extension"] = {"org.example.padding": {"text": "x" * 2048}}
-    with make_app(max_body_bytes=1024).test_client() as client:
+    with make_app(tmp_path, max_body_bytes=1024).test_client() as client:
         response, sent = post(client, PATIENT_VIEW, body)
     assert response.status_code == 413
     check_response(openapi, response, sent)

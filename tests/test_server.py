@@ -1,0 +1,175 @@
+"""End to end: `cds-service serve` on gunicorn, called over real HTTP on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from cds_service.settings import PROJECT_ROOT
+
+CDS = [sys.executable, "-m", "cds_service"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        try:
+            if requests.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    raise RuntimeError("server did not come up")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[str]:
+    port = free_port()
+    env = {**os.environ, "CDS_INSTANCE_PATH": str(tmp_path_factory.mktemp("instance"))}
+    log = tmp_path_factory.mktemp("log") / "server.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [
+                *CDS,
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+                "--allow-unauthenticated",
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(url, process)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
+def sample_request(name: str) -> dict:
+    out = subprocess.run(
+        [*CDS, "samples", "request", name], capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout)
+
+
+def test_discovery_over_http(server):
+    response = requests.get(f"{server}/cds-services", timeout=5)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("application/json")
+    assert {s["hook"] for s in response.json()["services"]} == {"patient-view", "encounter-start"}
+
+
+def test_patient_view_with_a_red_flag_over_http(server):
+    body = sample_request("ces-new-urinary-retention")
+    response = requests.post(f"{server}/cds-services/back-spasm-patient-view", json=body, timeout=5)
+    assert response.status_code == 200
+    cards = response.json()["cards"]
+    assert cards[0]["indicator"] == "critical"
+    assert "cauda equina" in cards[0]["summary"]
+
+
+def test_the_shipped_sample_request_is_a_valid_call(server):
+    body = json.loads((PROJECT_ROOT / "examples/requests/patient-view.json").read_text())
+    response = requests.post(f"{server}/cds-services/back-spasm-patient-view", json=body, timeout=5)
+    assert response.status_code == 200
+    assert isinstance(response.json()["cards"], list)
+
+
+def test_specification_example_gets_412_over_http(server):
+    body = json.loads(
+        (PROJECT_ROOT / "examples/requests/spec-patient-view-example.json").read_text()
+    )
+    response = requests.post(f"{server}/cds-services/back-spasm-patient-view", json=body, timeout=5)
+    assert response.status_code == 412
+    assert response.json()["resourceType"] == "OperationOutcome"
+
+
+def test_errors_over_http_are_json(server):
+    response = requests.post(
+        f"{server}/cds-services/back-spasm-patient-view",
+        data=b"{oops",
+        headers={"Content-Type": "application/json"},
+        timeout=5,
+    )
+    assert response.status_code == 400
+    assert response.json()["resourceType"] == "OperationOutcome"
+    response = requests.post(f"{server}/cds-services/nope", json={}, timeout=5)
+    assert response.status_code == 404
+
+
+def test_the_server_is_gunicorn_not_the_development_server(server):
+    response = requests.get(f"{server}/healthz", timeout=5)
+    assert "gunicorn" in response.headers.get("Server", "").lower()
+
+
+def test_serve_refuses_to_start_without_trusted_clients_or_development_mode(tmp_path):
+    env = {**os.environ, "CDS_INSTANCE_PATH": str(tmp_path)}
+    env.pop("CDS_TRUSTED_CLIENTS", None)
+    result = subprocess.run(
+        [*CDS, "serve", "--port", str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "allow-unauthenticated" in lines[0]
+
+
+def test_serve_refuses_broken_knowledge(tmp_path):
+    broken = tmp_path / "knowledge"
+    broken.mkdir()
+    env = {**os.environ, "CDS_KNOWLEDGE_DIR": str(broken), "CDS_INSTANCE_PATH": str(tmp_path)}
+    result = subprocess.run(
+        [*CDS, "serve", "--port", str(free_port()), "--allow-unauthenticated"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode != 0
+    assert "knowledge" in result.stderr
+
+
+def test_development_mode_warns_loudly(tmp_path):
+    log = Path(tmp_path) / "out.log"
+    port = free_port()
+    env = {**os.environ, "CDS_INSTANCE_PATH": str(tmp_path)}
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [*CDS, "serve", "--port", str(port), "--workers", "1", "--allow-unauthenticated"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}", process)
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+    assert "DEVELOPMENT MODE" in log.read_text()
