@@ -80,10 +80,23 @@ def test_red_flag_without_back_problem_raises_no_alarm(call):
     assert indicators(response) == []
 
 
-def test_red_flag_with_old_back_pain_raises_no_alarm(call):
-    old_back_pain = condition("M54.50", onset_days_ago=400)
-    response = call(hook_body([old_back_pain, condition("R33.9", onset_days_ago=2)]))
+def test_red_flag_with_active_chronic_back_pain_alarms(call):
+    chronic = condition("278860009", system=SNOMED, onset_days_ago=700)
+    response = call(hook_body([chronic, condition("R33.9", onset_days_ago=2)]))
+    assert indicators(response) == ["critical"]
+
+
+def test_red_flag_with_an_old_undated_status_back_pain_diagnosis_raises_no_alarm(call):
+    # An encounter diagnosis without clinical status counts only if recorded in the last 90 days.
+    old_visit = condition("M54.50", onset_days_ago=400, clinical=None)
+    response = call(hook_body([old_visit, condition("R33.9", onset_days_ago=2)]))
     assert "critical" not in indicators(response)
+
+
+def test_diagnosis_recorded_now_with_an_older_onset_is_new(call):
+    ces = condition("G83.4", onset_days_ago=30, recorded_days_ago=1)
+    card = critical_card(call(hook_body([ces])))
+    assert "onset 2026-10-26, recorded 2026-11-24" in card["detail"]
 
 
 def test_low_glasgow_coma_scale_is_critical(call):
@@ -228,9 +241,15 @@ def test_newly_diagnosed_disc_herniation_alone_is_not_prompt_care(call):
     assert "warning" not in indicators(response)
 
 
-def test_recurring_symptoms_must_come_after_the_diagnosis(call):
+def test_symptoms_persisting_since_before_the_diagnosis_are_prompt_care(call):
     disc = condition("M51.26", onset_days_ago=30)
     back = condition("M54.50", onset_days_ago=60)
+    assert indicators(call(hook_body([disc, back]))) == ["warning"]
+
+
+def test_old_back_symptoms_with_a_known_disc_are_not_prompt_care(call):
+    disc = condition("M51.26", onset_days_ago=400)
+    back = condition("M54.50", onset_days_ago=200)
     assert "warning" not in indicators(call(hook_body([disc, back])))
 
 

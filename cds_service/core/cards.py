@@ -11,19 +11,12 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from .codes import system_name
-from .findings import Finding, Measurement
+from .findings import Dated, Finding, Measurement
 from .knowledge import Coding, KnowledgeBase, Rule, Theme
 from .rules import Evaluation, Evidence, Match, OlderFinding
 
 MAX_EVIDENCE_LINES = 12
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
-_DATE_WORDS = {
-    "onset": "onset",
-    "recorded": "recorded",
-    "effective": "taken",
-    "issued": "reported",
-    "undated": "date not recorded",
-}
 
 
 def escape_text(text: str, limit: int = 160) -> str:
@@ -39,9 +32,10 @@ def _coding_text(coding: Coding) -> str:
     )
 
 
-def _date_text(date: Any, kind: str) -> str:
-    word = _DATE_WORDS.get(kind, kind)
-    return word if date is None else f"{word} {date.isoformat()}"
+def _dates_text(dates: tuple[Dated, ...]) -> str:
+    if not dates:
+        return "date not recorded"
+    return ", ".join(f"{d.kind} {d.day.isoformat()}" for d in dates)
 
 
 def evidence_text(item: Evidence) -> str:
@@ -54,7 +48,7 @@ def evidence_text(item: Evidence) -> str:
         if reading.range_text:
             flag += f"; reference {escape_text(reading.range_text)}"
         parts = [f"{_coding_text(item.coding)}: **{value}** ({flag})"]
-    parts.append(_date_text(item.date, item.date_kind))
+    parts.append(_dates_text(item.dates))
     if isinstance(item, Finding) and item.qualifier:
         parts.append(item.qualifier)
     return ", ".join(parts) + f" · {escape_text(item.reference, 80)}"

@@ -29,6 +29,14 @@ _UNREAD_ELEMENTS = ("text", "contained", "note")
 
 
 @dataclass(frozen=True)
+class Dated:
+    """One date of a record: its kind (onset, recorded, taken, reported) and the day."""
+
+    kind: str
+    day: dt.date
+
+
+@dataclass(frozen=True)
 class Finding:
     """A coded condition or observation that is present and current for the patient."""
 
@@ -36,9 +44,14 @@ class Finding:
     resource_type: str
     valuesets: frozenset[str]
     coding: Coding
-    date: dt.date | None
-    date_kind: str
+    dates: tuple[Dated, ...]  # clinical date first (onset / taken), then recorded / reported
+    clinical_status: str | None = None
     qualifier: str | None = None  # e.g. "provisional", "recurrence"
+
+    @property
+    def date(self) -> dt.date | None:
+        """The clinical date: onset (taken) when known, else the recording date."""
+        return self.dates[0].day if self.dates else None
 
 
 @dataclass(frozen=True)
@@ -49,8 +62,11 @@ class Measurement:
     measure: str
     coding: Coding
     reading: Reading
-    date: dt.date | None
-    date_kind: str
+    dates: tuple[Dated, ...]
+
+    @property
+    def date(self) -> dt.date | None:
+        return self.dates[0].day if self.dates else None
 
 
 @dataclass(frozen=True)
@@ -106,14 +122,15 @@ def _validate(resource: Mapping[str, Any]) -> Any:
 
 def _dated(
     candidates: Iterable[tuple[object, str]], today: dt.date, tolerance: dt.timedelta
-) -> tuple[dt.date | None, str]:
-    """The first usable date among (value, kind) candidates; future dates are unusable."""
+) -> tuple[Dated, ...]:
+    """The usable dates among (value, kind) candidates, in order; far-future dates are unusable."""
     latest_allowed = today + tolerance
+    out = []
     for value, kind in candidates:
-        date = to_date(value, today)
-        if date is not None and date <= latest_allowed:
-            return date, kind
-    return None, "undated"
+        day = to_date(value, today)
+        if day is not None and day <= latest_allowed and kind not in (d.kind for d in out):
+            out.append(Dated(kind, day))
+    return tuple(out)
 
 
 def _model_code(concept: Any) -> str | None:
@@ -148,7 +165,7 @@ def _condition_finding(
         return "abated"
     onset = cond.onsetDateTime or (cond.onsetPeriod.start if cond.onsetPeriod else None)
     tolerance = dt.timedelta(hours=policy.future_tolerance_hours)
-    date, kind = _dated([(onset, "onset"), (cond.recordedDate, "recorded")], today, tolerance)
+    dates = _dated([(onset, "onset"), (cond.recordedDate, "recorded")], today, tolerance)
     qualifier = verification if verification not in (None, "confirmed") else None
     if clinical in ("recurrence", "relapse"):
         qualifier = clinical
@@ -157,27 +174,22 @@ def _condition_finding(
         resource_type="Condition",
         valuesets=valuesets,
         coding=coding,
-        date=date,
-        date_kind=kind,
+        dates=dates,
+        clinical_status=clinical,
         qualifier=qualifier,
     )
 
 
-def _observation_date(
-    kb: KnowledgeBase, obs: Observation, today: dt.date
-) -> tuple[dt.date | None, str]:
+def _observation_dates(kb: KnowledgeBase, obs: Observation, today: dt.date) -> tuple[Dated, ...]:
     start = obs.effectivePeriod.start if obs.effectivePeriod else None
     tolerance = dt.timedelta(hours=kb.policy.future_tolerance_hours)
-    return _dated(
-        [
-            (obs.effectiveDateTime, "effective"),
-            (obs.effectiveInstant, "effective"),
-            (start, "effective"),
-            (obs.issued, "issued"),
-        ],
-        today,
-        tolerance,
-    )
+    candidates = [
+        (obs.effectiveDateTime, "taken"),
+        (obs.effectiveInstant, "taken"),
+        (start, "taken"),
+        (obs.issued, "reported"),
+    ]
+    return _dated(candidates, today, tolerance)
 
 
 def _interpretation_codes(obs: Observation) -> frozenset[str]:
@@ -211,14 +223,12 @@ def _observation_finding(
     absent = _absence_reason(kb, obs)
     if absent:
         return absent
-    date, kind = _observation_date(kb, obs, today)
     return Finding(
         reference=f"Observation/{obs.id}" if obs.id else "Observation (no id)",
         resource_type="Observation",
         valuesets=valuesets,
         coding=coding,
-        date=date,
-        date_kind=kind,
+        dates=_observation_dates(kb, obs, today),
         qualifier="preliminary" if obs.status == "preliminary" else None,
     )
 
@@ -233,14 +243,12 @@ def _measurement(
     reading = read_measure(kb.measures[measure_id], obs, _interpretation_codes(obs))
     if reading is None:
         return "no quantity value"
-    date, kind = _observation_date(kb, obs, today)
     return Measurement(
         reference=f"Observation/{obs.id}" if obs.id else "Observation (no id)",
         measure=measure_id,
         coding=coding,
         reading=reading,
-        date=date,
-        date_kind=kind,
+        dates=_observation_dates(kb, obs, today),
     )
 
 

@@ -47,11 +47,11 @@ class ValueSet:
 
 @dataclass(frozen=True)
 class Requirement:
-    """Another finding a rule needs: any of `valuesets`, recent enough."""
+    """Another finding a rule needs: any of `valuesets`, recent enough (or, if allowed, active)."""
 
     valuesets: tuple[str, ...]
     within_days: int | None
-    after_finding: bool = False
+    or_active: bool = False
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,7 @@ class Rule:
     measures: tuple[str, ...]
     direction: str | None
     new_within_days: int | None
+    min_age_days: int | None
     older: str
     requires: tuple[Requirement, ...]
     unless_themes: tuple[str, ...]
@@ -248,12 +249,13 @@ def _compile_rule(doc: Mapping[str, Any]) -> Rule:
         measures=tuple(finding.get("measure", ())),
         direction=finding.get("direction"),
         new_within_days=finding.get("new_within_days"),
+        min_age_days=finding.get("min_age_days"),
         older=finding.get("older", "ignore"),
         requires=tuple(
             Requirement(
                 valuesets=tuple(r["valuesets"]),
                 within_days=r["within_days"],
-                after_finding=r.get("after_finding", False),
+                or_active=r.get("or_active", False),
             )
             for r in doc["requires"]
         ),

@@ -71,6 +71,13 @@ def _range_text(low: Any, high: Any, unit: str | None) -> str:
     return f"{text} {unit}".strip() if unit else text
 
 
+def _default_range_text(measure: Measure) -> str:
+    low, high, unit = measure.default_low, measure.default_high, measure.canonical_unit
+    if low == high:
+        return f"normal {_format_number(low)} (default)"
+    return f"{_format_number(low)} to {_format_number(high)} {unit} (default)"
+
+
 def read_measure(measure: Measure, obs: Any, interpretations: frozenset[str]) -> Reading | None:
     """Classify an Observation's valueQuantity against the measure; None when it has no value."""
     quantity = obs.valueQuantity
@@ -96,9 +103,7 @@ def read_measure(measure: Measure, obs: Any, interpretations: frozenset[str]) ->
         basis = "below the lab's reference range"
     else:
         low, high = measure.default_low, measure.default_high
-        range_text = (
-            f"{_format_number(low)} to {_format_number(high)} {measure.canonical_unit} (default)"
-        )
+        range_text = _default_range_text(measure)
         basis = "below the default reference range"
     if low is not None and canonical < low:
         return Reading("low", basis, value, shown_unit, canonical, range_text)

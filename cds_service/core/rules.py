@@ -9,6 +9,8 @@ from .findings import Finding, Measurement, PatientFindings
 from .knowledge import KnowledgeBase, Requirement, Rule
 
 Evidence = Finding | Measurement
+#: clinicalStatus codes that say a condition is current (condition-clinical "active" and children)
+ACTIVE_STATUSES = frozenset({"active", "recurrence", "relapse"})
 
 
 @dataclass(frozen=True)
@@ -34,48 +36,39 @@ class Evaluation:
     older: tuple[OlderFinding, ...]
 
 
-def age_in_days(date: dt.date | None, today: dt.date) -> int | None:
-    return None if date is None else (today - date).days
-
-
-def is_recent(date: dt.date | None, within_days: int | None, today: dt.date) -> bool:
-    """Within the window; a window of None accepts any finding, dated or not."""
+def is_recent(item: Evidence, within_days: int | None, today: dt.date) -> bool:
+    """Any of the item's dates (onset or recording) within the window; None accepts anything."""
     if within_days is None:
         return True
-    age = age_in_days(date, today)
-    return age is not None and age <= within_days
+    return any((today - dated.day).days <= within_days for dated in item.dates)
 
 
-def _meets(
-    requirement: Requirement, trigger: Evidence, findings: list[Finding], today: dt.date
-) -> list[Finding]:
-    """The findings that satisfy one requirement of a rule for one triggering finding."""
-    met = []
-    for finding in findings:
-        if not finding.valuesets.intersection(requirement.valuesets):
-            continue
-        if not is_recent(finding.date, requirement.within_days, today):
-            continue
-        if requirement.after_finding and not _strictly_after(finding, trigger):
-            continue
-        met.append(finding)
-    return met
+def is_established(item: Evidence, min_age_days: int | None, today: dt.date) -> bool:
+    """Known for at least `min_age_days` (an undated diagnosis is taken as established)."""
+    if min_age_days is None or not item.dates:
+        return True
+    return (today - min(d.day for d in item.dates)).days >= min_age_days
 
 
-def _strictly_after(later: Finding, earlier: Evidence) -> bool:
-    """Recorded after the trigger (symptoms that recur or persist after a known diagnosis)."""
-    if later.reference == earlier.reference or later.date is None:
+def _meets(requirement: Requirement, finding: Finding, today: dt.date) -> bool:
+    if not finding.valuesets.intersection(requirement.valuesets):
         return False
-    return earlier.date is None or later.date > earlier.date
+    if requirement.or_active and finding.clinical_status in ACTIVE_STATUSES:
+        return True
+    return is_recent(finding, requirement.within_days, today)
 
 
-def _requirements_met(
+def _context_for(
     rule: Rule, trigger: Evidence, findings: list[Finding], today: dt.date
 ) -> list[Finding] | None:
-    """The context findings for a trigger, or None when a requirement is not met."""
+    """The other findings meeting each requirement of a rule, or None when one is not met."""
     context: list[Finding] = []
     for requirement in rule.requires:
-        met = _meets(requirement, trigger, findings, today)
+        met = [
+            f
+            for f in findings
+            if f.reference != trigger.reference and _meets(requirement, f, today)
+        ]
         if not met:
             return None
         context.extend(f for f in met if f not in context)
@@ -93,7 +86,7 @@ def _latest_measurements(
             for m in measurements
             if m.measure == measure_id
             and m.date is not None
-            and is_recent(m.date, rule.new_within_days, today)
+            and is_recent(m, rule.new_within_days, today)
         ]
         if not recent:
             continue
@@ -111,23 +104,27 @@ def _evaluate_rule(
         triggers: list[Evidence] = list(_latest_measurements(rule, data.measurements, today))
         older: list[Finding] = []
     else:
-        coded = [f for f in findings if f.valuesets.intersection(rule.valuesets)]
-        triggers = [f for f in coded if is_recent(f.date, rule.new_within_days, today)]
+        coded = [
+            f
+            for f in findings
+            if f.valuesets.intersection(rule.valuesets)
+            and is_established(f, rule.min_age_days, today)
+        ]
+        triggers = [f for f in coded if is_recent(f, rule.new_within_days, today)]
         older = [f for f in coded if f not in triggers] if rule.older == "context" else []
     evidence: list[Evidence] = []
     context: list[Finding] = []
     for trigger in triggers:
-        met = _requirements_met(rule, trigger, findings, today)
-        if met is None:
-            continue
-        evidence.append(trigger)
-        context.extend(f for f in met if f not in context and f not in evidence)
+        met = _context_for(rule, trigger, findings, today)
+        if met is not None:
+            evidence.append(trigger)
+            context.extend(f for f in met if f not in context)
+    evidence_refs = {e.reference for e in evidence}
+    shown = tuple(f for f in context if f.reference not in evidence_refs)
+    match = Match(rule, tuple(evidence), shown) if evidence else None
     notes = [
-        OlderFinding(rule, f)
-        for f in older
-        if _requirements_met(rule, f, findings, today) is not None
+        OlderFinding(rule, f) for f in older if _context_for(rule, f, findings, today) is not None
     ]
-    match = Match(rule, tuple(evidence), tuple(context)) if evidence else None
     return match, notes
 
 
@@ -142,11 +139,10 @@ def evaluate(kb: KnowledgeBase, data: PatientFindings, today: dt.date) -> Evalua
         older.extend(notes)
     fired_themes = {m.rule.theme for m in matches}
     kept = [m for m in matches if not fired_themes.intersection(m.rule.unless_themes)]
-    new_refs = {e.reference for m in kept for e in m.evidence}
-    seen: set[str] = set()
+    seen = {e.reference for m in kept for e in m.evidence}
     unique_older = []
     for note in older:
-        if note.finding.reference not in new_refs | seen:
+        if note.finding.reference not in seen:
             seen.add(note.finding.reference)
             unique_older.append(note)
     return Evaluation(tuple(kept), tuple(unique_older))
