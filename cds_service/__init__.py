@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from flask import Flask
 
+from .db import make_engine
 from .knowledge_files import load_knowledge
 from .settings import Settings
 
@@ -37,7 +38,8 @@ def create_app(
     app = Flask(__name__, instance_path=str(settings.instance_path.resolve()))
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     knowledge = load_knowledge(settings.knowledge_dir)
-    app.extensions[EXTENSION_KEY] = ServiceState(settings, knowledge, clock or utc_now)
+    engine = make_engine(settings.resolved_database_url())
+    app.extensions[EXTENSION_KEY] = ServiceState(settings, knowledge, engine, clock or utc_now)
     app.register_blueprint(discovery.bp)
     app.register_blueprint(services.bp)
     app.register_blueprint(ops.bp)

@@ -151,3 +151,25 @@ def samples_request(chart_name: str, hook: str, today: object) -> None:
     day = today.date() if isinstance(today, dt.datetime) else dt.datetime.now(dt.UTC).date()
     request = sample_request(load_knowledge(Settings().knowledge_dir), chart, day, hook=hook)
     click.echo(json.dumps(request, indent=2))
+
+
+@main.group("db")
+def db() -> None:
+    """The service's database (CDS_DATABASE_URL)."""
+
+
+@db.command("upgrade", with_appcontext=False)
+@click.option("--revision", default="head", show_default=True, help="Target schema revision.")
+def db_upgrade(revision: str) -> None:
+    """Bring the database to the current schema (creating it if needed)."""
+    from .db import current_revision, make_engine, upgrade
+
+    url = Settings().resolved_database_url()
+    try:
+        upgrade(url, revision)
+        engine = make_engine(url)
+        now = current_revision(engine)
+        engine.dispose()
+    except Exception as exc:  # a driver or migration error: one clear line
+        _fail(f"database upgrade failed: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+    click.echo(f"database at revision {now}")

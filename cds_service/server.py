@@ -8,6 +8,7 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from .core.knowledge import KnowledgeError
+from .db import make_engine, schema_problem
 from .knowledge_files import load_knowledge
 from .settings import Settings
 
@@ -43,6 +44,14 @@ def check_startable(settings: Settings) -> None:
     except KnowledgeError as exc:
         reason = f"knowledge invalid: {exc.problems[0]} (run `cds-service knowledge check`)"
         raise ServeError(reason) from None
+    url = settings.resolved_database_url()
+    engine = make_engine(url)
+    try:
+        problem = schema_problem(engine, url)
+    finally:
+        engine.dispose()
+    if problem:
+        raise ServeError(problem)
     if not settings.allow_unauthenticated:
         raise ServeError(
             "no trusted clients are configured: JWT authentication cannot be enforced; "

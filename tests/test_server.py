@@ -43,6 +43,7 @@ def server(tmp_path_factory) -> Iterator[str]:
     port = free_port()
     env = {**os.environ, "CDS_INSTANCE_PATH": str(tmp_path_factory.mktemp("instance"))}
     log = tmp_path_factory.mktemp("log") / "server.log"
+    subprocess.run([*CDS, "db", "upgrade"], env=env, check=True, capture_output=True)
     with log.open("w") as out:
         process = subprocess.Popen(
             [
@@ -126,8 +127,23 @@ def test_the_server_is_gunicorn_not_the_development_server(server):
     assert "gunicorn" in response.headers.get("Server", "").lower()
 
 
+def test_serve_refuses_a_database_that_is_behind(tmp_path):
+    env = {**os.environ, "CDS_INSTANCE_PATH": str(tmp_path)}
+    result = subprocess.run(
+        [*CDS, "serve", "--port", str(free_port()), "--allow-unauthenticated"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "cds-service db upgrade" in lines[0]
+
+
 def test_serve_refuses_to_start_without_trusted_clients_or_development_mode(tmp_path):
     env = {**os.environ, "CDS_INSTANCE_PATH": str(tmp_path)}
+    subprocess.run([*CDS, "db", "upgrade"], env=env, check=True, capture_output=True)
     env.pop("CDS_TRUSTED_CLIENTS", None)
     result = subprocess.run(
         [*CDS, "serve", "--port", str(free_port())],
@@ -160,6 +176,7 @@ def test_development_mode_warns_loudly(tmp_path):
     log = Path(tmp_path) / "out.log"
     port = free_port()
     env = {**os.environ, "CDS_INSTANCE_PATH": str(tmp_path)}
+    subprocess.run([*CDS, "db", "upgrade"], env=env, check=True, capture_output=True)
     with log.open("w") as out:
         process = subprocess.Popen(
             [*CDS, "serve", "--port", str(port), "--workers", "1", "--allow-unauthenticated"],

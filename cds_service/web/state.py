@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from flask import current_app
+from sqlalchemy import Engine
 
 from ..core.knowledge import KnowledgeBase
 from ..settings import Settings
@@ -22,6 +23,7 @@ def utc_now() -> dt.datetime:
 class ServiceState:
     settings: Settings
     knowledge: KnowledgeBase
+    engine: Engine
     clock: Callable[[], dt.datetime] = utc_now
 
 

@@ -1,0 +1,130 @@
+"""The service's database: engine, tables (SQLAlchemy 2 models) and schema revision checks.
+
+SQLite is the default (a file in the instance folder, WAL mode); PostgreSQL is the production
+database (`postgresql+psycopg://…`). Several workers and instances share one database: nothing
+that must be shared lives in process memory. The schema is managed by Alembic (`migrations/`);
+`cds-service db upgrade` brings a database to the current revision.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import DateTime, Engine, String, create_engine
+from sqlalchemy import event as sa_event
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.pool import NullPool
+
+from .settings import PROJECT_ROOT
+
+MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class SeenToken(Base):
+    """A client JWT `jti` already accepted: a second use within its lifetime is a replay."""
+
+    __tablename__ = "seen_tokens"
+
+    issuer: Mapped[str] = mapped_column(String(512), primary_key=True)
+    jti: Mapped[str] = mapped_column(String(256), primary_key=True)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class DatabaseUnavailable(Exception):
+    """The database could not be reached or written within its bound."""
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=2000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def make_engine(url: str, *, connect_timeout_s: float = 2.0) -> Engine:
+    """An engine for the service: SQLite in WAL mode, or PostgreSQL with bounded waits."""
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url,
+            connect_args={"timeout": connect_timeout_s, "check_same_thread": False},
+            poolclass=NullPool,
+        )
+        sa_event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    connect_args: dict[str, Any] = {}
+    if url.startswith("postgresql"):
+        timeout_ms = int(connect_timeout_s * 1000)
+        connect_args = {
+            "connect_timeout": max(1, int(connect_timeout_s)),
+            "options": f"-c statement_timeout={timeout_ms} -c lock_timeout={timeout_ms}",
+        }
+    return create_engine(
+        url,
+        connect_args=connect_args,
+        pool_pre_ping=True,
+        pool_size=5,
+        max_overflow=5,
+        pool_timeout=connect_timeout_s,
+    )
+
+
+# --- schema revisions (Alembic) --------------------------------------------------------------
+
+
+def alembic_config(url: str) -> Any:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def head_revision(url: str) -> str | None:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+
+
+def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    """Bring the database at `url` to `revision` (default: the current schema)."""
+    from alembic import command
+
+    command.upgrade(alembic_config(url), revision)
+
+
+def downgrade(url: str, revision: str) -> None:
+    from alembic import command
+
+    command.downgrade(alembic_config(url), revision)
+
+
+def schema_problem(engine: Engine, url: str) -> str | None:
+    """Why the database cannot be used as it is, in one line; None when it is current."""
+    try:
+        current = current_revision(engine)
+    except Exception as exc:  # any driver error: the reason is what matters here
+        return f"database unreachable ({type(exc).__name__}): check CDS_DATABASE_URL"
+    head = head_revision(url)
+    if current != head:
+        shown = current or "empty"
+        return f"database schema is at {shown}, not {head}: run `cds-service db upgrade`"
+    return None
