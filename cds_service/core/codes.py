@@ -24,6 +24,7 @@ _SYSTEM_ALIASES = {
 }
 
 SYSTEM_NAMES = {ICD10CM: "ICD-10-CM", SNOMED: "SNOMED CT", LOINC: "LOINC"}
+CANONICAL_SYSTEMS = frozenset(SYSTEM_NAMES)
 
 
 def normalize_system(system: object) -> str:

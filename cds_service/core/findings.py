@@ -18,10 +18,10 @@ from fhir.resources.R4B.condition import Condition
 from fhir.resources.R4B.observation import Observation
 from pydantic import ValidationError
 
-from .codes import LOINC, normalize_code, normalize_system
+from .codes import CANONICAL_SYSTEMS, ICD10CM, LOINC, normalize_code, normalize_system
 from .knowledge import Coding, KnowledgeBase
 from .labs import Reading, read_measure
-from .records import about_patient, iter_codings, resource_reference, to_date
+from .records import about_patient, resource_reference, to_date
 
 MODELS = {"Condition": Condition, "Observation": Observation}
 #: Elements never read by the rules; dropping them before validation saves time.
@@ -83,19 +83,45 @@ class PatientFindings:
     examined: int = 0
 
 
+def _lookup(kb: KnowledgeBase, system: str, code: str) -> tuple[str, str, frozenset[str] | None]:
+    """The value sets holding a coding: exact first, then in normalised form (aliases, ICD dots)."""
+    hits = kb.code_index.get((system, code))
+    if hits is None and (system not in CANONICAL_SYSTEMS or system == ICD10CM):
+        system = normalize_system(system)
+        code = normalize_code(system, code)
+        hits = kb.code_index.get((system, code))
+    return system, code, hits
+
+
 def _matching_valuesets(
     kb: KnowledgeBase, concepts: Iterable[object]
 ) -> tuple[frozenset[str], Coding | None]:
-    valuesets: set[str] = set()
+    """The value sets any coding of the concepts belongs to, and the first such coding.
+
+    This runs on every resource of the chart, so it reads the raw JSON with plain type checks.
+    """
+    valuesets: frozenset[str] = frozenset()
     first: Coding | None = None
     for concept in concepts:
-        for system, code, display in iter_codings(concept):
-            hits = kb.code_index.get((system, code))
+        if type(concept) is not dict:
+            continue
+        codings = concept.get("coding")
+        if type(codings) is not list:
+            continue
+        for coding in codings:
+            if type(coding) is not dict:
+                continue
+            system, code = coding.get("system"), coding.get("code")
+            if type(system) is not str or type(code) is not str:
+                continue
+            system, code, hits = _lookup(kb, system, code)
             if hits:
-                valuesets |= hits
+                valuesets = valuesets | hits
                 if first is None:
-                    first = Coding(system, code, display or _knowledge_display(kb, hits, code))
-    return frozenset(valuesets), first
+                    display = coding.get("display")
+                    shown = display if type(display) is str and display else None
+                    first = Coding(system, code, shown or _knowledge_display(kb, hits, code))
+    return valuesets, first
 
 
 def _knowledge_display(kb: KnowledgeBase, valuesets: frozenset[str], code: str) -> str:
@@ -107,10 +133,17 @@ def _knowledge_display(kb: KnowledgeBase, valuesets: frozenset[str], code: str) 
 
 
 def _measure_coding(kb: KnowledgeBase, concept: object) -> tuple[str, Coding] | None:
-    for system, code, display in iter_codings(concept):
-        measure_id = kb.measure_index.get(code) if system == LOINC else None
-        if measure_id:
-            return measure_id, Coding(system, code, display or kb.measures[measure_id].codes[code])
+    if type(concept) is not dict or type(concept.get("coding")) is not list:
+        return None
+    for coding in concept["coding"]:
+        if type(coding) is not dict or coding.get("code") not in kb.measure_index:
+            continue
+        if normalize_system(coding.get("system")) != LOINC:
+            continue
+        code = coding["code"]
+        display = coding.get("display")
+        shown = display if type(display) is str and display else kb.measure_index_display(code)
+        return kb.measure_index[code], Coding(LOINC, code, shown)
     return None
 
 

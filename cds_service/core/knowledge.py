@@ -181,9 +181,9 @@ class KnowledgeBase:
     measure_index: Mapping[str, str]
     version: str = field(default="")
 
-    def valueset_codes(self) -> frozenset[tuple[str, str]]:
-        """Every (system, code) any value set holds."""
-        return frozenset(self.code_index)
+    def measure_index_display(self, code: str) -> str:
+        """The knowledge's display for a measure's LOINC code."""
+        return self.measures[self.measure_index[code]].codes[code]
 
 
 def _schema_problems(name: str, document: Any, schema: Mapping[str, Any]) -> list[str]:

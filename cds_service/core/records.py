@@ -12,13 +12,13 @@ from .codes import normalize_code, normalize_system
 
 def iter_codings(concept: object) -> Iterator[tuple[str, str, str]]:
     """(system, code, display) of each coding in a CodeableConcept, normalised."""
-    if not isinstance(concept, Mapping):
+    if not isinstance(concept, dict):
         return
     codings = concept.get("coding")
     if not isinstance(codings, list):
         return
     for coding in codings:
-        if not isinstance(coding, Mapping):
+        if not isinstance(coding, dict):
             continue
         system = normalize_system(coding.get("system"))
         code = normalize_code(system, coding.get("code"))
@@ -27,16 +27,9 @@ def iter_codings(concept: object) -> Iterator[tuple[str, str, str]]:
             yield system, code, display if isinstance(display, str) else ""
 
 
-def first_code(concept: object) -> str | None:
-    """The code of the first coding of a CodeableConcept (status elements)."""
-    for _, code, _ in iter_codings(concept):
-        return code
-    return None
-
-
 def patient_id_of(reference: object) -> str | None:
     """The Patient id a Reference points at ("Patient/1", "https://x/fhir/Patient/1/_history/2")."""
-    if not isinstance(reference, Mapping):
+    if not isinstance(reference, dict):
         return None
     ref = reference.get("reference")
     if not isinstance(ref, str):

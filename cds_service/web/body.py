@@ -11,9 +11,9 @@ from flask import request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 JSON_MIMETYPES = frozenset({"application/json", "application/fhir+json"})
-_STRINGS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_ESCAPES = re.compile(rb"\\.", re.DOTALL)
 _DEPTH_STEP = {ord("{"): 1, ord("["): 1, ord("}"): -1, ord("]"): -1}
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in _DEPTH_STEP)
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'"[]{}')
 
 
 class BodyError(Exception):
@@ -26,19 +26,19 @@ class BodyError(Exception):
         self.reason = reason
 
 
-def _outside_strings(raw: bytes) -> bytes:
-    """The JSON text without its string literals."""
-    if b"\\" not in raw:  # no escapes: every quote delimits a string
-        return b"".join(raw.split(b'"')[0::2])
-    return _STRINGS.sub(b"", raw)
-
-
 def json_depth(raw: bytes) -> int:
-    """The deepest nesting of objects and arrays in a JSON text (C-speed scan)."""
-    brackets = _outside_strings(raw).translate(None, _NOT_BRACKETS)
-    if not brackets:
+    """The deepest nesting of objects and arrays in a JSON text (C-speed scan).
+
+    Escapes are dropped first, then everything but quotes and brackets; what lies between
+    quotes is string content, so only the brackets outside them count.
+    """
+    if b"\\" in raw:
+        raw = _ESCAPES.sub(b"", raw)
+    structure = raw.translate(None, _NOT_STRUCTURE)
+    outside = b"".join(structure.split(b'"')[0::2])
+    if not outside:
         return 0
-    return max(accumulate(map(_DEPTH_STEP.__getitem__, brackets)))
+    return max(accumulate(map(_DEPTH_STEP.__getitem__, outside)))
 
 
 def read_json_body(max_bytes: int, max_depth: int) -> Any:

@@ -1,0 +1,303 @@
+"""Benchmark the service against the floor: in process, and over HTTP on the production server.
+
+    scripts/bench            # full run (a few minutes)
+    scripts/bench --quick    # smoke run, under a minute
+
+Prints one table per part and exits 0. Ratios to the floor are what count: the floor is a route
+on the same gunicorn setup that only parses the same JSON body and answers {"cards": []}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import http.client
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from benchmarks.charts import hook_request
+from cds_service.core.envelope import parse_envelope
+from cds_service.core.pipeline import decide
+from cds_service.gather import gather_patient_data
+from cds_service.knowledge_files import load_knowledge
+from cds_service.settings import PROJECT_ROOT, Settings
+
+SERVICE_PATH = "/cds-services/back-spasm-patient-view"
+FLOOR_PATH = "/floor"
+
+
+# --- statistics and tables -----------------------------------------------------------------
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows, strict=True)]
+    line = "  ".join("-" * w for w in widths)
+    print(f"\n{title}\n{line}")
+    print("  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True)))
+    print(line)
+    for row in rows:
+        print("  ".join(str(c).rjust(w) for c, w in zip(row, widths, strict=True)))
+
+
+# --- part 1: in process ----------------------------------------------------------------------
+
+
+def pipeline(kb, settings: Settings, today: dt.date) -> Callable[[bytes], bytes]:
+    """Request JSON in, response JSON out: what the service route does, without HTTP."""
+
+    def run(body: bytes) -> bytes:
+        request = parse_envelope(json.loads(body), "patient-view")
+        data = gather_patient_data(kb, request, max_resources=settings.max_resources)
+        decision = decide(kb, data.resources, request.patient_id, today, settings.max_cards,
+                          lambda: str(uuid.uuid4()))
+        return json.dumps({"cards": decision.cards}).encode()
+
+    return run
+
+
+def bench_inprocess(sizes: list[int], budget_s: float) -> list[list[str]]:
+    settings = Settings()
+    kb = load_knowledge(settings.knowledge_dir)
+    today = dt.datetime.now(dt.UTC).date()
+    run = pipeline(kb, settings, today)
+    floor = json.loads
+    rows = []
+    for size in sizes:
+        body = json.dumps(hook_request(size, today)).encode()
+        cards = json.loads(run(body))["cards"]
+        times, floor_times = [], []
+        deadline = time.perf_counter() + budget_s
+        while time.perf_counter() < deadline or len(times) < 20:
+            start = time.perf_counter()
+            run(body)
+            times.append((time.perf_counter() - start) * 1000)
+            start = time.perf_counter()
+            floor(body)
+            floor_times.append((time.perf_counter() - start) * 1000)
+        p50 = percentile(times, 50)
+        rows.append([
+            f"{size:,}", f"{len(body) / 1024:,.0f}", str(len(cards)), str(len(times)),
+            f"{p50:.2f}", f"{percentile(times, 95):.2f}", f"{percentile(times, 99):.2f}",
+            f"{p50 / size * 1000:.1f}", f"{percentile(floor_times, 50):.2f}",
+        ])
+    return rows
+
+
+# --- part 2: over HTTP ----------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_server(workers: int) -> Iterator[tuple[int, psutil.Process]]:
+    """The service with the floor route on gunicorn, as `cds-service serve` runs it."""
+    port = free_port()
+    with tempfile.TemporaryDirectory() as instance:
+        env = {**os.environ, "CDS_INSTANCE_PATH": instance, "CDS_LOG_LEVEL": "WARNING"}
+        python = sys.executable
+        subprocess.run([python, "-m", "cds_service", "db", "upgrade"], env=env, check=True,
+                       capture_output=True)
+        process = subprocess.Popen(
+            [python, "-m", "benchmarks.floor", "--port", str(port), "--workers", str(workers)],
+            env=env, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_ready(port, process)
+            yield port, psutil.Process(process.pid)
+        finally:
+            process.terminate()
+            process.wait(timeout=20)
+
+
+def wait_ready(port: int, process: subprocess.Popen, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"benchmark server exited with {process.returncode}")
+        with contextlib.suppress(OSError):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
+                return
+        time.sleep(0.1)
+    raise RuntimeError("benchmark server did not start")
+
+
+@dataclass
+class LoadResult:
+    latencies_ms: list[float]
+    errors: int
+    seconds: float
+
+    @property
+    def rps(self) -> float:
+        return len(self.latencies_ms) / self.seconds if self.seconds else 0.0
+
+
+def load(port: int, path: str, body: bytes, clients: int, *, seconds: float = 0,
+         calls: int = 0) -> LoadResult:
+    """`clients` keep-alive connections posting `body` for `seconds` (or `calls` in total)."""
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    remaining = [calls]
+    deadline = time.perf_counter() + seconds if seconds else float("inf")
+    headers = {"Content-Type": "application/json"}
+
+    def next_call() -> bool:
+        if calls:
+            with lock:
+                if remaining[0] <= 0:
+                    return False
+                remaining[0] -= 1
+                return True
+        return time.perf_counter() < deadline
+
+    def client() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        mine: list[float] = []
+        while next_call():
+            start = time.perf_counter()
+            try:
+                conn.request("POST", path, body=body, headers=headers)
+                response = conn.getresponse()
+                response.read()
+                ok = response.status == 200
+            except (OSError, http.client.HTTPException):
+                ok = False
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            if ok:
+                mine.append((time.perf_counter() - start) * 1000)
+            else:
+                with lock:
+                    errors[0] += 1
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return LoadResult(latencies, errors[0], time.perf_counter() - started)
+
+
+def worker_rss_mb(master: psutil.Process) -> list[float]:
+    return [child.memory_info().rss / 2**20 for child in master.children()]
+
+
+def bench_http(size: int, workers_list: list[int], clients_list: list[int],
+               seconds: float) -> tuple[list[list[str]], dict[tuple[int, int], float]]:
+    body = json.dumps(hook_request(size, dt.datetime.now(dt.UTC).date())).encode()
+    rows: list[list[str]] = []
+    p99s: dict[tuple[int, int], float] = {}
+    for workers in workers_list:
+        with running_server(workers) as (port, master):
+            load(port, SERVICE_PATH, body, 4, calls=200)  # warm every worker
+            load(port, FLOOR_PATH, body, 4, calls=200)
+            for clients in clients_list:
+                ours = load(port, SERVICE_PATH, body, clients, seconds=seconds)
+                floor = load(port, FLOOR_PATH, body, clients, seconds=seconds)
+                rss = worker_rss_mb(master)
+                p99s[(workers, clients)] = percentile(ours.latencies_ms, 99)
+                rows.append([
+                    str(workers), str(clients),
+                    f"{percentile(ours.latencies_ms, 50):.1f}",
+                    f"{percentile(ours.latencies_ms, 95):.1f}",
+                    f"{percentile(ours.latencies_ms, 99):.1f}",
+                    f"{ours.rps:,.0f}", str(ours.errors),
+                    f"{percentile(floor.latencies_ms, 50):.1f}",
+                    f"{percentile(floor.latencies_ms, 99):.1f}",
+                    f"{floor.rps:,.0f}",
+                    f"{ours.rps / floor.rps:.2f}" if floor.rps else "n/a",
+                    f"{max(rss):.0f}" if rss else "n/a",
+                ])
+    return rows, p99s
+
+
+def bench_memory(size: int, calls: int, workers: int = 2) -> list[list[str]]:
+    """Resident memory per worker after the first and the last thousand of `calls` calls."""
+    body = json.dumps(hook_request(size, dt.datetime.now(dt.UTC).date())).encode()
+    step = min(1000, calls)
+    with running_server(workers) as (port, master):
+        load(port, SERVICE_PATH, body, 8, calls=step)
+        first = worker_rss_mb(master)
+        load(port, SERVICE_PATH, body, 8, calls=calls - 2 * step)
+        before_last = worker_rss_mb(master)
+        load(port, SERVICE_PATH, body, 8, calls=step)
+        last = worker_rss_mb(master)
+    rows = []
+    for index, (a, b, c) in enumerate(zip(first, before_last, last, strict=False)):
+        rows.append([str(index + 1), f"{calls:,}", f"{a:.1f}", f"{b:.1f}", f"{c:.1f}",
+                     f"{c - b:+.1f}"])
+    return rows
+
+
+# --- main -----------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smoke run, under a minute")
+    args = parser.parse_args(argv)
+    if args.quick:
+        sizes, budget, workers, clients, seconds, memory_calls = [10, 100, 1000], 1.0, [2], [1, 8], 2.0, 3000
+    else:
+        sizes, budget, workers, clients, seconds, memory_calls = (
+            [10, 100, 1000, 5000], 5.0, [1, 2], [1, 8, 32], 8.0, 10_000)
+
+    print(f"cds-service benchmark ({'quick' if args.quick else 'full'}), {os.cpu_count()} cores, "
+          f"Python {sys.version.split()[0]}")
+    rows = bench_inprocess(sizes, budget)
+    print_table(
+        "1. In process: request JSON -> cards (ms)",
+        ["resources", "KiB", "cards", "runs", "p50", "p95", "p99", "µs/resource", "json p50"],
+        rows,
+    )
+    http_rows, p99s = bench_http(100, workers, clients, seconds)
+    print_table(
+        "2-3. Over HTTP on gunicorn, 100-resource chart (ms; ratio = our req/s / floor req/s)",
+        ["workers", "clients", "p50", "p95", "p99", "req/s", "errors", "floor p50", "floor p99",
+         "floor req/s", "ratio", "peak RSS MB"],
+        http_rows,
+    )
+    memory_rows = bench_memory(100, memory_calls)
+    print_table(
+        f"4. Memory per worker over {memory_calls:,} calls (MB resident)",
+        ["worker", "calls", "after 1st 1000", "before last 1000", "after last 1000", "growth"],
+        memory_rows,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
