@@ -16,7 +16,6 @@ import http.client
 import json
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,7 +24,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import psutil
 
@@ -70,8 +68,14 @@ def pipeline(kb, settings: Settings, today: dt.date) -> Callable[[bytes], bytes]
     def run(body: bytes) -> bytes:
         request = parse_envelope(json.loads(body), "patient-view")
         data = gather_patient_data(kb, request, max_resources=settings.max_resources)
-        decision = decide(kb, data.resources, request.patient_id, today, settings.max_cards,
-                          lambda: str(uuid.uuid4()))
+        decision = decide(
+            kb,
+            data.resources,
+            request.patient_id,
+            today,
+            settings.max_cards,
+            lambda: str(uuid.uuid4()),
+        )
         return json.dumps({"cards": decision.cards}).encode()
 
     return run
@@ -97,11 +101,19 @@ def bench_inprocess(sizes: list[int], budget_s: float) -> list[list[str]]:
             floor(body)
             floor_times.append((time.perf_counter() - start) * 1000)
         p50 = percentile(times, 50)
-        rows.append([
-            f"{size:,}", f"{len(body) / 1024:,.0f}", str(len(cards)), str(len(times)),
-            f"{p50:.2f}", f"{percentile(times, 95):.2f}", f"{percentile(times, 99):.2f}",
-            f"{p50 / size * 1000:.1f}", f"{percentile(floor_times, 50):.2f}",
-        ])
+        rows.append(
+            [
+                f"{size:,}",
+                f"{len(body) / 1024:,.0f}",
+                str(len(cards)),
+                str(len(times)),
+                f"{p50:.2f}",
+                f"{percentile(times, 95):.2f}",
+                f"{percentile(times, 99):.2f}",
+                f"{p50 / size * 1000:.1f}",
+                f"{percentile(floor_times, 50):.2f}",
+            ]
+        )
     return rows
 
 
@@ -121,11 +133,15 @@ def running_server(workers: int) -> Iterator[tuple[int, psutil.Process]]:
     with tempfile.TemporaryDirectory() as instance:
         env = {**os.environ, "CDS_INSTANCE_PATH": instance, "CDS_LOG_LEVEL": "WARNING"}
         python = sys.executable
-        subprocess.run([python, "-m", "cds_service", "db", "upgrade"], env=env, check=True,
-                       capture_output=True)
+        subprocess.run(
+            [python, "-m", "cds_service", "db", "upgrade"], env=env, check=True, capture_output=True
+        )
         process = subprocess.Popen(
             [python, "-m", "benchmarks.floor", "--port", str(port), "--workers", str(workers)],
-            env=env, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=env,
+            cwd=PROJECT_ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         try:
             wait_ready(port, process)
@@ -160,8 +176,9 @@ class LoadResult:
         return len(self.latencies_ms) / self.seconds if self.seconds else 0.0
 
 
-def load(port: int, path: str, body: bytes, clients: int, *, seconds: float = 0,
-         calls: int = 0) -> LoadResult:
+def load(
+    port: int, path: str, body: bytes, clients: int, *, seconds: float = 0, calls: int = 0
+) -> LoadResult:
     """`clients` keep-alive connections posting `body` for `seconds` (or `calls` in total)."""
     latencies: list[float] = []
     errors = [0]
@@ -214,8 +231,9 @@ def worker_rss_mb(master: psutil.Process) -> list[float]:
     return [child.memory_info().rss / 2**20 for child in master.children()]
 
 
-def bench_http(size: int, workers_list: list[int], clients_list: list[int],
-               seconds: float) -> tuple[list[list[str]], dict[tuple[int, int], float]]:
+def bench_http(
+    size: int, workers_list: list[int], clients_list: list[int], seconds: float
+) -> tuple[list[list[str]], dict[tuple[int, int], float]]:
     body = json.dumps(hook_request(size, dt.datetime.now(dt.UTC).date())).encode()
     rows: list[list[str]] = []
     p99s: dict[tuple[int, int], float] = {}
@@ -228,18 +246,22 @@ def bench_http(size: int, workers_list: list[int], clients_list: list[int],
                 floor = load(port, FLOOR_PATH, body, clients, seconds=seconds)
                 rss = worker_rss_mb(master)
                 p99s[(workers, clients)] = percentile(ours.latencies_ms, 99)
-                rows.append([
-                    str(workers), str(clients),
-                    f"{percentile(ours.latencies_ms, 50):.1f}",
-                    f"{percentile(ours.latencies_ms, 95):.1f}",
-                    f"{percentile(ours.latencies_ms, 99):.1f}",
-                    f"{ours.rps:,.0f}", str(ours.errors),
-                    f"{percentile(floor.latencies_ms, 50):.1f}",
-                    f"{percentile(floor.latencies_ms, 99):.1f}",
-                    f"{floor.rps:,.0f}",
-                    f"{ours.rps / floor.rps:.2f}" if floor.rps else "n/a",
-                    f"{max(rss):.0f}" if rss else "n/a",
-                ])
+                rows.append(
+                    [
+                        str(workers),
+                        str(clients),
+                        f"{percentile(ours.latencies_ms, 50):.1f}",
+                        f"{percentile(ours.latencies_ms, 95):.1f}",
+                        f"{percentile(ours.latencies_ms, 99):.1f}",
+                        f"{ours.rps:,.0f}",
+                        str(ours.errors),
+                        f"{percentile(floor.latencies_ms, 50):.1f}",
+                        f"{percentile(floor.latencies_ms, 99):.1f}",
+                        f"{floor.rps:,.0f}",
+                        f"{ours.rps / floor.rps:.2f}" if floor.rps else "n/a",
+                        f"{max(rss):.0f}" if rss else "n/a",
+                    ]
+                )
     return rows, p99s
 
 
@@ -256,8 +278,9 @@ def bench_memory(size: int, calls: int, workers: int = 2) -> list[list[str]]:
         last = worker_rss_mb(master)
     rows = []
     for index, (a, b, c) in enumerate(zip(first, before_last, last, strict=False)):
-        rows.append([str(index + 1), f"{calls:,}", f"{a:.1f}", f"{b:.1f}", f"{c:.1f}",
-                     f"{c - b:+.1f}"])
+        rows.append(
+            [str(index + 1), f"{calls:,}", f"{a:.1f}", f"{b:.1f}", f"{c:.1f}", f"{c - b:+.1f}"]
+        )
     return rows
 
 
@@ -265,29 +288,45 @@ def bench_memory(size: int, calls: int, workers: int = 2) -> list[list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run, under a minute")
     args = parser.parse_args(argv)
     if args.quick:
-        sizes, budget, workers, clients, seconds, memory_calls = [10, 100, 1000], 1.0, [2], [1, 8], 2.0, 3000
+        sizes, budget, workers, clients = [10, 100, 1000], 1.0, [2], [1, 8]
+        seconds, memory_calls = 2.0, 3000
     else:
-        sizes, budget, workers, clients, seconds, memory_calls = (
-            [10, 100, 1000, 5000], 5.0, [1, 2], [1, 8, 32], 8.0, 10_000)
+        sizes, budget, workers, clients = [10, 100, 1000, 5000], 5.0, [1, 2], [1, 8, 32]
+        seconds, memory_calls = 8.0, 10_000
 
-    print(f"cds-service benchmark ({'quick' if args.quick else 'full'}), {os.cpu_count()} cores, "
-          f"Python {sys.version.split()[0]}")
+    print(
+        f"cds-service benchmark ({'quick' if args.quick else 'full'}), {os.cpu_count()} cores, "
+        f"Python {sys.version.split()[0]}"
+    )
     rows = bench_inprocess(sizes, budget)
     print_table(
         "1. In process: request JSON -> cards (ms)",
         ["resources", "KiB", "cards", "runs", "p50", "p95", "p99", "µs/resource", "json p50"],
         rows,
     )
-    http_rows, p99s = bench_http(100, workers, clients, seconds)
+    http_rows, _ = bench_http(100, workers, clients, seconds)
     print_table(
         "2-3. Over HTTP on gunicorn, 100-resource chart (ms; ratio = our req/s / floor req/s)",
-        ["workers", "clients", "p50", "p95", "p99", "req/s", "errors", "floor p50", "floor p99",
-         "floor req/s", "ratio", "peak RSS MB"],
+        [
+            "workers",
+            "clients",
+            "p50",
+            "p95",
+            "p99",
+            "req/s",
+            "errors",
+            "floor p50",
+            "floor p99",
+            "floor req/s",
+            "ratio",
+            "peak RSS MB",
+        ],
         http_rows,
     )
     memory_rows = bench_memory(100, memory_calls)

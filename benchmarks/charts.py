@@ -50,9 +50,16 @@ def _condition(pid: str, rid: str, code: str, display: str, onset: dt.date) -> d
         "resourceType": "Condition",
         "id": rid,
         "clinicalStatus": {"coding": [{"system": CLINICAL, "code": "active"}]},
-        "category": [{"coding": [{
-            "system": "http://terminology.hl7.org/CodeSystem/condition-category",
-            "code": "problem-list-item"}]}],
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/condition-category",
+                        "code": "problem-list-item",
+                    }
+                ]
+            }
+        ],
         "code": {"coding": [{"system": ICD, "code": code, "display": display}], "text": display},
         "subject": {"reference": f"Patient/{pid}"},
         "onsetDateTime": onset.isoformat(),
@@ -61,7 +68,13 @@ def _condition(pid: str, rid: str, code: str, display: str, onset: dt.date) -> d
 
 
 def _observation(
-    pid: str, rid: str, code: str, display: str, unit: str, value: float, category: str,
+    pid: str,
+    rid: str,
+    code: str,
+    display: str,
+    unit: str,
+    value: float,
+    category: str,
     when: dt.date,
 ) -> dict[str, Any]:
     return {
@@ -73,8 +86,12 @@ def _observation(
         "subject": {"reference": f"Patient/{pid}"},
         "effectiveDateTime": f"{when.isoformat()}T09:30:00Z",
         "issued": f"{when.isoformat()}T11:02:00Z",
-        "valueQuantity": {"value": value, "unit": unit, "system": "http://unitsofmeasure.org",
-                          "code": unit},
+        "valueQuantity": {
+            "value": value,
+            "unit": unit,
+            "system": "http://unitsofmeasure.org",
+            "code": unit,
+        },
     }
 
 
@@ -84,14 +101,29 @@ def _relevant(pid: str, today: dt.date) -> list[dict[str, Any]]:
     return [
         _condition(pid, "spasm", "M62.830", "Muscle spasm of back", today - days(4)),
         _condition(pid, "retention", "R33.9", "Retention of urine, unspecified", today - days(2)),
-        _condition(pid, "stenosis", "M48.061", "Spinal stenosis, lumbar region without "
-                   "neurogenic claudication", today - days(700)),
-        _observation(pid, "k-low", "2823-3", "Potassium [Moles/volume] in Serum or Plasma",
-                     "mmol/L", 3.1, "laboratory", today - days(1)),
+        _condition(
+            pid,
+            "stenosis",
+            "M48.061",
+            "Spinal stenosis, lumbar region without neurogenic claudication",
+            today - days(700),
+        ),
+        _observation(
+            pid,
+            "k-low",
+            "2823-3",
+            "Potassium [Moles/volume] in Serum or Plasma",
+            "mmol/L",
+            3.1,
+            "laboratory",
+            today - days(1),
+        ),
     ]
 
 
-def chart_resources(size: int, today: dt.date, pid: str = "bench-1", seed: int = 7) -> list[dict[str, Any]]:
+def chart_resources(
+    size: int, today: dt.date, pid: str = "bench-1", seed: int = 7
+) -> list[dict[str, Any]]:
     """`size` resources: the relevant few, then unrelated problems and results."""
     rng = random.Random(seed + size)
     resources = _relevant(pid, today)[: max(0, min(4, size))]
@@ -114,8 +146,14 @@ def _searchset(resources: list[dict[str, Any]]) -> dict[str, Any]:
         "resourceType": "Bundle",
         "type": "searchset",
         "total": len(resources),
-        "entry": [{"fullUrl": f"https://ehr.example/fhir/{r['resourceType']}/{r['id']}",
-                   "resource": r, "search": {"mode": "match"}} for r in resources],
+        "entry": [
+            {
+                "fullUrl": f"https://ehr.example/fhir/{r['resourceType']}/{r['id']}",
+                "resource": r,
+                "search": {"mode": "match"},
+            }
+            for r in resources
+        ],
     }
 
 
@@ -131,8 +169,12 @@ def hook_request(size: int, today: dt.date, pid: str = "bench-1") -> dict[str, A
         "hookInstance": "5f1f9c2e-3b7a-4d8e-9c61-2a0b8e6d4f10",
         "context": {"userId": "Practitioner/bench", "patientId": pid},
         "prefetch": {
-            "patient": {"resourceType": "Patient", "id": pid, "gender": "female",
-                        "birthDate": "1971-03-02"},
+            "patient": {
+                "resourceType": "Patient",
+                "id": pid,
+                "gender": "female",
+                "birthDate": "1971-03-02",
+            },
             "conditions": _searchset(conditions),
             "labs": _searchset(labs),
             "findings": _searchset(others),
