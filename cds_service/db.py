@@ -9,13 +9,15 @@ that must be shared lives in process memory. The schema is managed by Alembic (`
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import DateTime, Engine, String, create_engine
 from sqlalchemy import event as sa_event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import NullPool, QueuePool
 
 from .settings import PROJECT_ROOT
 
@@ -40,27 +42,61 @@ class DatabaseUnavailable(Exception):
     """The database could not be reached or written within its bound."""
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=2000")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
+def _sqlite_pragmas(busy_timeout_ms: int) -> Callable[[Any, Any], None]:
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return on_connect
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return (status.st_dev, status.st_ino)
+
+
+def _still_the_same_file(path: Path) -> Callable[[Any, Any, Any], None]:
+    """A pooled connection is used only while its path still names the file it opened.
+
+    An open SQLite connection to a file that was moved or deleted would go on writing to the
+    old file, and what it commits would be lost; such a connection is discarded instead, and
+    the fresh one fails (or finds an empty database) where the file is gone.
+    """
+
+    def on_checkout(_dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        current = _file_identity(path)
+        opened = record.info.setdefault("file_identity", current)
+        if current is None or current != opened:
+            raise DisconnectionError(f"the database file {path} was moved or removed")
+
+    return on_checkout
 
 
 def make_engine(url: str, *, connect_timeout_s: float = 2.0) -> Engine:
     """An engine for the service: SQLite in WAL mode, or PostgreSQL with bounded waits."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
+        on_file = bool(path) and path != ":memory:"
+        if on_file:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # Pooled connections on a file: closing the last connection of a WAL database makes
+        # SQLite checkpoint and delete the WAL, about 10 ms, on every transaction otherwise.
         engine = create_engine(
             url,
             connect_args={"timeout": connect_timeout_s, "check_same_thread": False},
-            poolclass=NullPool,
+            poolclass=QueuePool if on_file else NullPool,
+            pool_timeout=connect_timeout_s,
         )
-        sa_event.listen(engine, "connect", _sqlite_pragmas)
+        sa_event.listen(engine, "connect", _sqlite_pragmas(int(connect_timeout_s * 1000)))
+        if on_file:
+            sa_event.listen(engine, "checkout", _still_the_same_file(Path(path)))
         return engine
     connect_args: dict[str, Any] = {}
     if url.startswith("postgresql"):
@@ -68,6 +104,8 @@ def make_engine(url: str, *, connect_timeout_s: float = 2.0) -> Engine:
         connect_args = {
             "connect_timeout": max(1, int(connect_timeout_s)),
             "options": f"-c statement_timeout={timeout_ms} -c lock_timeout={timeout_ms}",
+            # a peer that vanished (no reset): sent data unacknowledged for this long fails
+            "tcp_user_timeout": timeout_ms,
         }
     return create_engine(
         url,

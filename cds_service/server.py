@@ -7,12 +7,17 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+from .auth.clients import TrustedClientsError, load_trusted_clients
 from .core.knowledge import KnowledgeError
 from .db import make_engine, schema_problem
 from .knowledge_files import load_knowledge
 from .settings import Settings
 
 log = logging.getLogger("cds_service.server")
+#: gunicorn's defaults, stated: request line, header count, one header line (bytes)
+GUNICORN_LIMIT_REQUEST_LINE = 4094
+GUNICORN_LIMIT_REQUEST_FIELDS = 100
+GUNICORN_LIMIT_REQUEST_FIELD_SIZE = 8190
 
 
 class ServeError(Exception):
@@ -52,11 +57,32 @@ def check_startable(settings: Settings) -> None:
         engine.dispose()
     if problem:
         raise ServeError(problem)
-    if not settings.allow_unauthenticated:
+    _check_trust(settings)
+    _check_audit_key(settings)
+
+
+def _check_audit_key(settings: Settings) -> None:
+    """Outside development mode the patient-key secret must be set: no silent default."""
+    if settings.audit_key is None and not settings.allow_unauthenticated:
         raise ServeError(
-            "no trusted clients are configured: JWT authentication cannot be enforced; "
-            "use --allow-unauthenticated for development"
+            "CDS_AUDIT_KEY is not set: the audit trail needs a secret (32+ characters) "
+            "for its pseudonymous patient keys"
         )
+
+
+def _check_trust(settings: Settings) -> None:
+    """JWTs can be checked: a valid trusted-clients file, unless in development mode."""
+    if settings.allow_unauthenticated:
+        return
+    if settings.trusted_clients is None:
+        raise ServeError(
+            "no trusted clients: set CDS_TRUSTED_CLIENTS to the trusted-clients file, "
+            "or use --allow-unauthenticated for development"
+        )
+    try:
+        load_trusted_clients(settings.trusted_clients)
+    except TrustedClientsError as exc:
+        raise ServeError(f"trusted clients invalid: {exc}") from None
 
 
 def gunicorn_options(host: str, port: int, workers: int) -> dict[str, Any]:
@@ -71,6 +97,10 @@ def gunicorn_options(host: str, port: int, workers: int) -> dict[str, Any]:
         "accesslog": "-",
         "errorlog": "-",
         "proc_name": "cds-service",
+        # the outer guard on request size before the application's own limits (431, 414)
+        "limit_request_line": GUNICORN_LIMIT_REQUEST_LINE,
+        "limit_request_fields": GUNICORN_LIMIT_REQUEST_FIELDS,
+        "limit_request_field_size": GUNICORN_LIMIT_REQUEST_FIELD_SIZE,
     }
 
 

@@ -10,8 +10,13 @@ from builders import FIXED_NOW, PATIENT_VIEW
 
 from cds_service import Settings, create_app
 from cds_service.core.knowledge import KnowledgeBase
+from cds_service.db import upgrade
 from cds_service.knowledge_files import load_knowledge
 from cds_service.settings import PROJECT_ROOT
+
+#: Real FHIR servers on loopback: the Node FHIR server, a scripted stub, a silent port;
+#: CDS clients with real keys and signed JWTs, and JWKS servers on loopback.
+pytest_plugins = ["fhir_servers", "jwt_clients"]
 
 
 @pytest.fixture(scope="session")
@@ -21,7 +26,10 @@ def kb() -> KnowledgeBase:
 
 @pytest.fixture(scope="session")
 def settings(tmp_path_factory) -> Settings:
-    return Settings(instance_path=tmp_path_factory.mktemp("instance"), allow_unauthenticated=True)
+    """Development mode, with its own SQLite database at the current schema."""
+    config = Settings(instance_path=tmp_path_factory.mktemp("instance"), allow_unauthenticated=True)
+    upgrade(config.resolved_database_url())
+    return config
 
 
 @pytest.fixture(scope="session")

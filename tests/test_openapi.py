@@ -19,7 +19,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from openapi_core import Config, OpenAPI
 from openapi_core.contrib.werkzeug import WerkzeugOpenAPIRequest, WerkzeugOpenAPIResponse
-from openapi_core.deserializing.media_types.util import json_loads, plain_loads
+from openapi_core.deserializing.media_types.util import json_loads
 from openapi_core.testing import MockRequest, MockResponse
 from openapi_core.validation.request.exceptions import InvalidRequestBody
 from openapi_core.validation.request.validators import V31RequestBodyValidator
@@ -27,6 +27,7 @@ from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 from werkzeug.test import TestResponse
 
 from cds_service import Settings, create_app
+from cds_service.db import upgrade
 
 SPEC_PATH = Path(__file__).resolve().parent.parent / "openapi.yaml"
 NOW = dt.datetime(2025, 6, 10, 9, 0, tzinfo=dt.UTC)
@@ -41,7 +42,7 @@ CDS_OPERATIONS = {
 OPS_OPERATIONS = {("/healthz", "get"), ("/readyz", "get"), ("/openapi.yaml", "get")}
 
 #: Media types the service uses that openapi-core does not parse by default.
-MEDIA_TYPES = {"application/fhir+json": json_loads, "application/yaml": plain_loads}
+MEDIA_TYPES = {"application/fhir+json": json_loads, "application/yaml": yaml.safe_load}
 
 
 # --------------------------------------------------------------------------------- fixtures
@@ -53,6 +54,7 @@ def make_app(
     # Development mode (no JWT) so that these tests keep testing the contract once JWT
     # authentication is enforced; the setting is the documented way to run without a token.
     config = Settings(instance_path=instance, allow_unauthenticated=True, **settings)
+    upgrade(config.resolved_database_url())
     return create_app(config, clock=clock)
 
 
@@ -470,3 +472,55 @@ def test_openapi_route_serves_this_document(client: FlaskClient, openapi: OpenAP
     assert response.mimetype == "application/yaml"
     check_response(openapi, response)
     assert response.get_data(as_text=True) == SPEC_PATH.read_text("utf-8")
+
+
+# -------------------------------------------------------------------------------- feedback
+
+
+def test_feedback_200(client: FlaskClient, openapi: OpenAPI, body_validator: OpenAPI) -> None:
+    response, sent = post(client, FEEDBACK_PATH, {"feedback": [ACCEPTED, OVERRIDDEN]})
+    assert response.status_code == 200, response.get_data(as_text=True)
+    body_validator.validate_request(SentRequest(response.request, sent))
+    check_response(openapi, response, sent)
+    assert response.get_json() == {}
+
+
+def test_feedback_malformed_400(client: FlaskClient, openapi: OpenAPI) -> None:
+    bad = {**ACCEPTED, "outcomeTimestamp": "yesterday"}
+    response, sent = post(client, FEEDBACK_PATH, {"feedback": [OVERRIDDEN, bad]})
+    assert response.status_code == 400
+    check_response(openapi, response, sent)
+    assert issues(response)[0]["expression"] == ["feedback[1].outcomeTimestamp"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "content_type", "status"),
+    [
+        ("/cds-services/no-such-service/feedback", {"feedback": [ACCEPTED]}, None, 404),
+        (FEEDBACK_PATH, b"feedback", "text/plain", 415),
+        (FEEDBACK_PATH, {"feedback": [OVERRIDDEN] * 1001}, None, 413),
+    ],
+)
+def test_feedback_errors(
+    client: FlaskClient, openapi: OpenAPI, path: str, body: Any, content_type: str, status: int
+) -> None:
+    response, sent = post(client, path, body, content_type or "application/json")
+    assert response.status_code == status
+    check_response(openapi, response, sent)
+
+
+def test_feedback_wrong_method_405(client: FlaskClient, openapi: OpenAPI) -> None:
+    response = client.get(FEEDBACK_PATH)
+    assert response.status_code == 405
+    check_response(openapi, response, as_method="post")
+
+
+def test_feedback_database_unavailable_503(openapi: OpenAPI, tmp_path: Path) -> None:
+    """A database without the feedback table (never upgraded) cannot store it."""
+    config = Settings(instance_path=tmp_path, allow_unauthenticated=True)
+    with create_app(config, clock=lambda: NOW).test_client() as client:
+        response, sent = post(client, FEEDBACK_PATH, {"feedback": [ACCEPTED]})
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
+    check_response(openapi, response, sent)
+    assert issues(response)[0]["code"] == "transient"

@@ -33,7 +33,7 @@ def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 30.0) ->
         try:
             if requests.get(f"{url}/healthz", timeout=1).status_code == 200:
                 return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not listening, or still booting
             time.sleep(0.1)
     raise RuntimeError("server did not come up")
 

@@ -198,6 +198,12 @@ def _card(
     return card
 
 
+def card_themes(kb: KnowledgeBase, evaluation: Evaluation, max_cards: int) -> list[str]:
+    """The theme of each card, in card order (critical first): the cards `render_cards` makes."""
+    fired = dict.fromkeys(m.rule.theme for m in evaluation.matches)  # in match order
+    return [t.id for t in sorted((kb.themes[t] for t in fired), key=lambda t: t.order)][:max_cards]
+
+
 def render_cards(
     kb: KnowledgeBase, evaluation: Evaluation, max_cards: int, new_uuid: Callable[[], str]
 ) -> list[dict[str, Any]]:
@@ -205,11 +211,10 @@ def render_cards(
     by_theme: dict[str, list[Match]] = {}
     for match in evaluation.matches:
         by_theme.setdefault(match.rule.theme, []).append(match)
-    themes = sorted((kb.themes[t] for t in by_theme), key=lambda t: t.order)
     cards = []
     older = list(evaluation.older)
-    for theme in themes[:max_cards]:
-        cards.append(_card(kb, theme, by_theme[theme.id], older, new_uuid))
+    for theme_id in card_themes(kb, evaluation, max_cards):
+        cards.append(_card(kb, kb.themes[theme_id], by_theme[theme_id], older, new_uuid))
         older = []  # the older findings are worth one line, on the first card only
     return cards
 

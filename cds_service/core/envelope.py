@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .text import is_blank, is_uri
+
 #: FHIR resource id: used in URLs, so held to the specification's pattern.
 FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 MAX_STRING = 2048
@@ -44,6 +46,10 @@ _AUTH_FIELDS = {
     "scope": str,
     "subject": str,
 }
+
+
+#: Optional members of the request; CDS Hooks "Use of JSON": elements SHALL NOT be null.
+OPTIONAL_MEMBERS = ("fhirServer", "fhirAuthorization", "prefetch", "extension")
 
 
 class EnvelopeError(ValueError):
@@ -81,7 +87,7 @@ class HookRequest:
 def _string(value: object, where: str, *, allow_empty: bool = False) -> str:
     if not isinstance(value, str):
         raise EnvelopeError(where, "must be a string")
-    if not allow_empty and not value.strip():
+    if not allow_empty and is_blank(value):
         raise EnvelopeError(where, "must not be empty")
     if len(value) > MAX_STRING:
         raise EnvelopeError(where, f"longer than {MAX_STRING} characters")
@@ -124,7 +130,7 @@ def _check_authorization(value: object) -> FhirAuthorization:
     if value["token_type"] != "Bearer":
         raise EnvelopeError("fhirAuthorization.token_type", "must be 'Bearer'")
     patient = value.get("patient")
-    if patient is not None:
+    if "patient" in value:
         _string(patient, "fhirAuthorization.patient")
     return FhirAuthorization(
         access_token=value["access_token"],
@@ -140,6 +146,9 @@ def parse_envelope(body: object, service_hook: str) -> HookRequest:
     """A validated `HookRequest`, or `EnvelopeError` naming the first problem."""
     if not isinstance(body, Mapping):
         raise EnvelopeError("body", "must be a JSON object")
+    for name in OPTIONAL_MEMBERS:
+        if name in body and body[name] is None:
+            raise EnvelopeError(name, "must not be null (CDS Hooks: omit it instead)")
     for name in ("hook", "hookInstance", "context"):
         if name not in body:
             raise EnvelopeError(name, "is required")
@@ -151,7 +160,7 @@ def parse_envelope(body: object, service_hook: str) -> HookRequest:
     fhir_server = body.get("fhirServer")
     if fhir_server is not None:
         _string(fhir_server, "fhirServer")
-        if not re.match(r"https?://", fhir_server):
+        if not re.match(r"https?://", fhir_server) or not is_uri(fhir_server):
             raise EnvelopeError("fhirServer", "must be an absolute http(s) URL")
     authorization = None
     if body.get("fhirAuthorization") is not None:
@@ -161,6 +170,8 @@ def parse_envelope(body: object, service_hook: str) -> HookRequest:
     prefetch = body.get("prefetch")
     if prefetch is not None and not isinstance(prefetch, Mapping):
         raise EnvelopeError("prefetch", "must be an object")
+    if "extension" in body and not isinstance(body["extension"], Mapping):
+        raise EnvelopeError("extension", "must be an object")
     return HookRequest(
         hook=hook,
         hook_instance=hook_instance,

@@ -29,3 +29,19 @@ def missing_data_outcome(missing: dict[str, str]) -> dict[str, Any]:
             for key, reason in sorted(missing.items())
         ],
     }
+
+
+def invalid_outcome(problems: list[tuple[str, str]], code: str = "invalid") -> dict[str, Any]:
+    """A 4xx body with one issue per problem: `expression` names the member, `diagnostics` why."""
+    return {
+        "resourceType": "OperationOutcome",
+        "issue": [
+            {
+                "severity": "error",
+                "code": code,
+                "diagnostics": f"{where}: {reason}",
+                "expression": [where],
+            }
+            for where, reason in problems
+        ],
+    }

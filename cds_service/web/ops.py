@@ -21,8 +21,11 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> Response:
-    kb = state().knowledge
-    return json_response({"status": "ready", "knowledge": kb.version, "rules": len(kb.rules)})
+    s = state()
+    body = {"status": "ready", "knowledge": s.knowledge.version, "rules": len(s.knowledge.rules)}
+    if s.audit is not None:  # this worker's audit writer: the cards go out even when it fails
+        body["audit"] = s.audit.writer.stats()
+    return json_response(body)
 
 
 @bp.get("/openapi.yaml")

@@ -10,6 +10,8 @@ from flask import current_app
 from sqlalchemy import Engine
 
 from ..core.knowledge import KnowledgeBase
+from ..fhir_client import FhirClient
+from ..memory.audit_trail import AuditTrail
 from ..settings import Settings
 
 EXTENSION_KEY = "cds_service"
@@ -25,6 +27,10 @@ class ServiceState:
     knowledge: KnowledgeBase
     engine: Engine
     clock: Callable[[], dt.datetime] = utc_now
+    #: The pooled HTTP client for fetching missing data from an EHR's FHIR server.
+    fhir_client: FhirClient | None = None
+    #: The audit trail of service calls (a background writer and the patient-key secret).
+    audit: AuditTrail | None = None
 
 
 def state() -> ServiceState:

@@ -1,0 +1,294 @@
+"""Write audit records without ever slowing or failing the clinician's call.
+
+Each worker process has one `AuditWriter`: the request thread hands a record to a bounded queue
+(`put_nowait`, a few microseconds, never blocks) and a background thread writes batches to the
+database. When the database is slow or down, the thread retries the batch with a growing pause
+(0.2 s doubling to 5 s), while new records wait in the queue; once the queue is full, new records
+are dropped. Failed attempts and dropped records are counted (`/readyz`) and logged. At process
+exit the writer gets a bounded time to write what is waiting. Writes are idempotent (`INSERT … ON
+CONFLICT DO NOTHING`), so a batch retried after an uncertain commit is stored once.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import os
+import queue
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Table, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from ..core.audit import AuditRecord, patient_key
+from ..settings import Settings
+from .models import EvidenceRef, Feedback, FiredRule, IssuedCard, ServiceCall
+
+log = logging.getLogger("cds_service.audit")
+
+BATCH_SIZE = 100
+BACKOFF_FIRST_S = 0.2
+BACKOFF_MAX_S = 5.0
+CLOSE_TIMEOUT_S = 3.0
+WARN_EVERY_S = 10.0
+DEVELOPMENT_KEY_FILE = "audit.key"
+_STOP = object()
+
+
+# ------------------------------------------------------------------------------- the writes
+
+
+def insert_new(connection: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert the rows whose key is not in the table yet (SQLite and PostgreSQL)."""
+    if not rows:
+        return
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        statement = postgresql_insert(table).on_conflict_do_nothing()
+    elif dialect == "sqlite":
+        statement = sqlite_insert(table).on_conflict_do_nothing()
+    else:  # pragma: no cover - the service runs on SQLite or PostgreSQL only
+        raise RuntimeError(f"unsupported database: {dialect}")
+    connection.execute(statement, list(rows))
+
+
+def write_records(engine: Engine, records: Sequence[AuditRecord]) -> None:
+    """Store the records in one transaction, and mark feedback that arrived before its card."""
+    tables: list[tuple[Any, Iterable[dict[str, Any]]]] = [
+        (ServiceCall.__table__, (r.call for r in records)),
+        (IssuedCard.__table__, (c for r in records for c in r.cards)),
+        (FiredRule.__table__, (x for r in records for x in r.rules)),
+        (EvidenceRef.__table__, (e for r in records for e in r.evidence)),
+    ]
+    uuids = [c["uuid"] for r in records for c in r.cards]
+    with engine.begin() as connection:  # parents first: the foreign keys are checked at once
+        for table, rows in tables:
+            insert_new(connection, table, list(rows))
+        if uuids:
+            connection.execute(
+                update(Feedback)
+                .where(Feedback.card_uuid.in_(uuids), Feedback.card_matched.is_(False))
+                .values(card_matched=True)
+            )
+
+
+# ------------------------------------------------------------------------------- the writer
+
+
+class AuditWriter:
+    """A bounded queue and one background thread per process that writes its records."""
+
+    def __init__(
+        self,
+        write: Callable[[list[AuditRecord]], None],
+        *,
+        capacity: int = 1000,
+        backoff: tuple[float, float] = (BACKOFF_FIRST_S, BACKOFF_MAX_S),
+    ):
+        self._write = write
+        self._queue: queue.Queue[Any] = queue.Queue(capacity)
+        self._backoff = backoff
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+        self._accepted = self._settled = 0
+        self._counts = {"recorded": 0, "dropped": 0, "failed_writes": 0}
+        self._last_warning = 0.0
+        self.last_error: str | None = None
+
+    # -- the request side: never blocks
+
+    def submit(self, record: AuditRecord) -> bool:
+        """Queue a record for writing; False (and counted) when the queue is full."""
+        self._ensure_thread()
+        try:
+            self._queue.put_nowait(record)
+        except queue.Full:
+            self._count("dropped", 1)
+            self._warn("audit queue full: a record was dropped (%s dropped so far)")
+            return False
+        with self._lock:
+            self._accepted += 1
+        return True
+
+    def count_dropped(self, size: int = 1) -> None:
+        """A record that could not even be built or queued."""
+        self._count("dropped", size)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters of this process: written, waiting, dropped, failed write attempts."""
+        with self._lock:
+            waiting = self._accepted - self._settled
+            return {**self._counts, "waiting": waiting}
+
+    # -- lifecycle
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until every queued record is written or given up; False on timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self._settled >= self._accepted:
+                    return True
+            time.sleep(0.005)
+        return False
+
+    def close(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
+        """Write what is waiting (within `timeout`), then stop the thread."""
+        self._stopping.set()
+        thread = self._thread
+        if thread is None or not thread.is_alive() or self._pid != os.getpid():
+            return
+        deadline = time.monotonic() + timeout
+        with contextlib.suppress(queue.Full):  # full: the thread is busy and sees the flag
+            self._queue.put(_STOP, timeout=timeout)
+        thread.join(max(0.0, deadline - time.monotonic()))
+
+    def _ensure_thread(self) -> None:
+        if self._thread is not None and self._pid == os.getpid() and self._thread.is_alive():
+            return
+        with self._lock:
+            if self._thread is not None and self._pid == os.getpid() and self._thread.is_alive():
+                return
+            self._pid = os.getpid()  # a forked worker starts its own thread
+            self._stopping.clear()
+            self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
+            self._thread.start()
+        atexit.register(self.close)
+
+    # -- the background thread
+
+    def _run(self) -> None:
+        while True:
+            batch, stop = self._next_batch()
+            if batch:
+                self._deliver(batch)
+            if stop:
+                return
+
+    def _next_batch(self) -> tuple[list[AuditRecord], bool]:
+        """Up to BATCH_SIZE records (waiting for the first), and whether to stop after them."""
+        item = self._queue.get()
+        batch: list[AuditRecord] = []
+        stop = False
+        while True:
+            if item is _STOP:
+                stop = True
+            else:
+                batch.append(item)
+            if len(batch) >= BATCH_SIZE:
+                break
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+        return batch, stop
+
+    def _deliver(self, batch: list[AuditRecord]) -> None:
+        delay, failures = self._backoff[0], 0
+        while True:
+            try:
+                self._write(batch)
+            except Exception as exc:  # any driver error: count, log, retry
+                failures += 1
+                self._failed(exc, len(batch))
+                if self._stopping.is_set():
+                    self._settle(len(batch), written=False)
+                    log.error("audit: %d records not written at shutdown", len(batch))
+                    return
+                self._stopping.wait(delay)
+                delay = min(delay * 2, self._backoff[1])
+                continue
+            if failures:
+                log.warning("audit: writes resumed after %d failed attempts", failures)
+            self._settle(len(batch), written=True)
+            return
+
+    def _failed(self, exc: Exception, size: int) -> None:
+        self.last_error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        self._count("failed_writes", 1)
+        log.warning(
+            "audit: write of %d records failed (%s); %s waiting; retrying",
+            size,
+            self.last_error,
+            self.stats()["waiting"],
+        )
+
+    def _settle(self, size: int, *, written: bool) -> None:
+        self._count("recorded" if written else "dropped", size)
+        with self._lock:
+            self._settled += size
+
+    def _count(self, name: str, size: int) -> None:
+        with self._lock:
+            self._counts[name] += size
+
+    def _warn(self, message: str) -> None:
+        now = time.monotonic()
+        if now - self._last_warning >= WARN_EVERY_S:
+            self._last_warning = now
+            log.warning(message, self.stats()["dropped"])
+
+
+# ------------------------------------------------------------------------- the audit trail
+
+
+@dataclass
+class AuditTrail:
+    """What the HTTP edge needs to record calls: the writer and the patient-key secret."""
+
+    writer: AuditWriter
+    secret: bytes | None
+
+    def pseudonym(self, patient_id: str, fhir_server: str | None) -> str | None:
+        if self.secret is None:
+            return None
+        return patient_key(self.secret, patient_id, fhir_server)
+
+
+def development_key(folder: Path) -> bytes:
+    """The key kept in the instance folder (development only): made once, shared by workers."""
+    path = folder / DEVELOPMENT_KEY_FILE
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        temporary = folder / f".{DEVELOPMENT_KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_hex(32) + "\n")
+        try:
+            os.link(temporary, path)  # atomic: the first worker's key wins
+        except FileExistsError:
+            pass
+        finally:
+            temporary.unlink()
+    return path.read_text().strip().encode()
+
+
+def audit_secret(settings: Settings) -> bytes | None:
+    """The patient-key secret: CDS_AUDIT_KEY; in development a key kept in the instance folder.
+
+    Outside development mode there is no default: without CDS_AUDIT_KEY `serve` refuses to
+    start, and an application built without it records calls with no patient key.
+    """
+    if settings.audit_key is not None:
+        return settings.audit_key.get_secret_value().encode()
+    if settings.allow_unauthenticated:
+        return development_key(settings.instance_path)
+    log.error("CDS_AUDIT_KEY is not set: the audit trail records calls without a patient key")
+    return None
+
+
+def start_audit_trail(settings: Settings, engine: Engine) -> AuditTrail:
+    writer = AuditWriter(
+        lambda batch: write_records(engine, batch), capacity=settings.audit_queue_size
+    )
+    return AuditTrail(writer, audit_secret(settings))

@@ -1,0 +1,53 @@
+"""POST /cds-services/{id}/feedback: store what the clinician did with our cards.
+
+200 only once the items are committed; 400 (an OperationOutcome naming each item and member at
+fault) for malformed feedback; 503 when the database cannot store it, so that the client sends it
+again. Repeats are stored once; feedback on a card we never issued is kept, marked unmatched.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response
+
+from ..core.feedback import FeedbackError, feedback_rows, parse_feedback
+from ..core.outcome import invalid_outcome
+from ..db import DatabaseUnavailable
+from ..memory.feedback_store import store_feedback
+from .audit import current_client
+from .body import BodyError, read_json_body
+from .responses import error_response, json_response
+from .state import state
+
+log = logging.getLogger(__name__)
+bp = Blueprint("feedback", __name__)
+RETRY_AFTER_SECONDS = "5"
+
+
+@bp.post("/cds-services/<service_id>/feedback")
+def send_feedback(service_id: str) -> Response:
+    s = state()
+    if service_id not in s.knowledge.services:
+        return error_response(404, "not-found", f"no CDS service with id '{service_id}'")
+    try:
+        body = read_json_body(s.settings.max_body_bytes, s.settings.max_json_depth)
+        items = parse_feedback(body)
+    except BodyError as exc:
+        return error_response(exc.status, exc.code, exc.reason)
+    except FeedbackError as exc:
+        code = "too-costly" if exc.status == 413 else "invalid"
+        return json_response(invalid_outcome(exc.problems, code), exc.status)
+    rows = feedback_rows(items, service_id, s.clock(), current_client())
+    try:
+        store_feedback(s.engine, rows)
+    except DatabaseUnavailable as exc:
+        log.warning("feedback for %s not stored, answered 503: %s", service_id, exc)
+        return error_response(
+            503,
+            "transient",
+            "the feedback store is unavailable; nothing was stored, send the feedback again",
+            headers={"Retry-After": RETRY_AFTER_SECONDS},
+        )
+    log.info("feedback for %s: %d item(s) stored or already known", service_id, len(rows))
+    return json_response({})

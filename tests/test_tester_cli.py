@@ -1,0 +1,251 @@
+"""The testers' tools, end to end: `samples load` into the Node FHIR server, then `try`.
+
+`try` runs both ways: with the service in process, and against `cds-service serve` on gunicorn.
+Each command is run as a real process, as a person runs it in a terminal.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+import pytest
+from fhir_servers import NodeFhirServer
+from test_server import free_port, wait_until_up
+
+from cds_service.samples import load_index
+from cds_service.tester import TryCall, render_cards
+
+CDS = [sys.executable, "-m", "cds_service"]
+CHARTS = {c.name: c for c in load_index()[1]}
+CRITICAL = CHARTS["ces-new-urinary-retention"]
+QUIET = CHARTS["ces-entered-in-error"]
+
+
+def cds(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CDS, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("cds-service: ")
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def loaded(fhir_server: NodeFhirServer) -> NodeFhirServer:
+    result = cds("samples", "load", "--fhir-server", fhir_server.base, "--token", fhir_server.token)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1].startswith(f"{len(CHARTS)} sample charts")
+    return fhir_server
+
+
+def test_samples_load_puts_every_chart_on_the_server(loaded):
+    for chart in CHARTS.values():
+        assert loaded.get(f"Patient/{chart.patient_id}").status_code == 200, chart.name
+    conditions = loaded.get(f"Condition?patient={CRITICAL.patient_id}").json()
+    assert {e["resource"]["code"]["coding"][0]["code"] for e in conditions["entry"]} == {
+        "M62.830",
+        "R33.9",
+    }
+
+
+def test_samples_load_with_a_wrong_token_is_one_line(fhir_server):
+    result = cds("samples", "load", "--fhir-server", fhir_server.base, "--token", "wrong")
+    assert "HTTP 401" in one_line_error(result)
+
+
+def test_samples_load_of_an_unknown_chart_is_one_line(fhir_server):
+    result = cds("samples", "load", "--fhir-server", fhir_server.base, "--chart", "no-such")
+    assert "no-such" in one_line_error(result)
+
+
+@pytest.mark.parametrize("prefetch", [[], ["--no-prefetch"]], ids=["prefetch", "no-prefetch"])
+def test_try_in_process_shows_the_cards(loaded, prefetch):
+    result = cds(
+        "try",
+        "--fhir-server",
+        loaded.base,
+        "--patient",
+        CRITICAL.patient_id,
+        "--token",
+        loaded.token,
+        *prefetch,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert out.startswith("back-spasm-patient-view: 1 card for patient bs-ces-retention")
+    assert " CRITICAL  Possible cauda equina syndrome" in out
+    assert "R33.9" in out and "Condition/bs-ces-retention-urinary-retention" in out
+    assert "Source: Back Spasm (reviewed" in out
+    assert "\x1b[" not in out, "no colour when the output is not a terminal"
+    assert ("none (the service fetched its data)" in out) == bool(prefetch)
+    assert loaded.token not in out + result.stderr
+
+
+def test_try_a_quiet_patient_says_so(loaded):
+    result = cds(
+        "try", "--fhir-server", loaded.base, "--patient", QUIET.patient_id, "--token", loaded.token
+    )
+    assert result.returncode == 0, result.stderr
+    assert "0 cards" in result.stdout and "No cards" in result.stdout
+
+
+def test_try_encounter_start(loaded):
+    result = cds(
+        "try",
+        "--fhir-server",
+        loaded.base,
+        "--patient",
+        CRITICAL.patient_id,
+        "--token",
+        loaded.token,
+        "--hook",
+        "encounter-start",
+        "--no-prefetch",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("back-spasm-encounter-start: 1 card")
+
+
+def test_try_with_a_wrong_token_is_one_line(loaded):
+    result = cds(
+        "try", "--fhir-server", loaded.base, "--patient", CRITICAL.patient_id, "--token", "nope"
+    )
+    assert "check --token" in one_line_error(result)
+
+
+def test_try_an_unknown_patient_is_one_line(loaded):
+    result = cds(
+        "try", "--fhir-server", loaded.base, "--patient", "nobody-here", "--token", loaded.token
+    )
+    assert "no Patient/nobody-here" in one_line_error(result)
+
+
+def test_try_a_fhir_server_that_is_down_is_one_line():
+    base = f"http://127.0.0.1:{free_port()}/fhir"
+    result = cds("try", "--fhir-server", base, "--patient", CRITICAL.patient_id)
+    assert "could not reach the FHIR server" in one_line_error(result)
+
+
+# ---- against `cds-service serve` ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def running(loaded, tmp_path_factory) -> Iterator[tuple[str, Path]]:
+    """The service on gunicorn, allowed to call the Node FHIR server; its URL and its log."""
+    instance = tmp_path_factory.mktemp("instance")
+    env = {
+        **os.environ,
+        "CDS_INSTANCE_PATH": str(instance),
+        "CDS_ALLOWED_FHIR_SERVERS": loaded.base,
+        "CDS_LOG_LEVEL": "DEBUG",
+    }
+    subprocess.run([*CDS, "db", "upgrade"], env=env, check=True, capture_output=True)
+    port = free_port()
+    log = instance / "server.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [*CDS, "serve", "--port", str(port), "--workers", "1", "--allow-unauthenticated"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(url, process)
+        yield url, log
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
+@pytest.mark.parametrize("prefetch", [[], ["--no-prefetch"]], ids=["prefetch", "no-prefetch"])
+def test_try_against_a_running_service(loaded, running, prefetch):
+    url, log = running
+    result = cds(
+        "try",
+        "--service",
+        url,
+        "--fhir-server",
+        loaded.base,
+        "--patient",
+        CRITICAL.patient_id,
+        "--token",
+        loaded.token,
+        *prefetch,
+    )
+    assert result.returncode == 0, result.stderr
+    assert " CRITICAL  Possible cauda equina syndrome" in result.stdout
+    text = log.read_text()
+    assert "POST /cds-services/back-spasm-patient-view" in text, "the service was called"
+    assert loaded.token not in text, "the token is in no line of the server's log"
+
+
+def test_the_running_service_logs_the_fallback_without_the_token(loaded, running):
+    url, log = running
+    result = cds(
+        "try",
+        "--service",
+        url,
+        "--fhir-server",
+        loaded.base,
+        "--patient",
+        CRITICAL.patient_id,
+        "--token",
+        loaded.token,
+        "--no-prefetch",
+    )
+    assert result.returncode == 0, result.stderr
+    text = log.read_text()
+    assert "FHIR server fallback for conditions, findings, labs, patient" in text
+    assert loaded.token not in text
+    assert CRITICAL.patient_id not in text, "no patient id in the log (DEBUG level included)"
+
+
+def test_try_against_a_service_that_is_down_is_one_line(loaded):
+    url = f"http://127.0.0.1:{free_port()}"
+    result = cds(
+        "try",
+        "--service",
+        url,
+        "--fhir-server",
+        loaded.base,
+        "--patient",
+        CRITICAL.patient_id,
+        "--token",
+        loaded.token,
+    )
+    assert "could not reach the service" in one_line_error(result)
+
+
+# ---- how a card looks -------------------------------------------------------------------------
+
+
+def test_cards_are_coloured_by_indicator_and_bold_is_bold():
+    card = {
+        "indicator": "critical",
+        "summary": "Possible cauda equina syndrome",
+        "detail": "**Red flags**\n\n- **Urinary retention**: R33.9\n\n---\n\nSources: article.\n",
+        "source": {"label": "Back Spasm (reviewed 2018-11-19)"},
+    }
+    lines = render_cards(TryCall("svc", ("conditions",), [card]), "p-1", width=80)
+    text = "\n".join(lines)
+    assert click.style(" CRITICAL ", fg="white", bg="red") in text
+    assert click.style("Red flags", bold=True) in text
+    plain = click.unstyle(text)
+    assert "**" not in plain and "---" not in plain
+    assert "Source: Back Spasm (reviewed 2018-11-19)" in plain
+    assert plain.startswith("svc: 1 card for patient p-1 (prefetch sent: conditions)")
