@@ -17,10 +17,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from flask import Blueprint, Flask, jsonify
 from flask.testing import FlaskClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from jwt_clients import (
     ALGORITHMS,
     DISCOVERY,
@@ -535,7 +538,7 @@ def test_an_inline_key_is_used_without_fetching_its_allowed_jku(auth_app, jwks_s
 def test_a_slow_key_server_is_cut_off_by_the_timeout(auth_app, jwks_server, caplog):
     key = generate_key("P-384")
     url = jwks_server.publish("/keys", key.jwks())
-    jwks_server.delay_s = 3.0
+    jwks_server.delay_s = 1.5
     app = auth_app([{"issuer": ISSUER, "jwks_url": url}], jwks_timeout_seconds=0.3)
     started = time.monotonic()
     response = app.test_client().get(
@@ -618,3 +621,50 @@ def test_replay_store_unavailable_refuses_with_503_never_unchecked(
     assert response.get_json()["issue"][0]["code"] == "transient"
     assert "replay" in caplog.text
     assert token not in caplog.text
+
+
+# ------------------------------------------------------------------------ fuzzed tokens
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+def _plausible(now: int, kid: str) -> st.SearchStrategy[Any]:
+    return st.sampled_from(
+        [ISSUER, LOCAL + DISCOVERY, now, now - 400, now + 400, kid, "ES384", "none", "JWT"]
+    )
+
+
+def _members(names: list[str], values: st.SearchStrategy[Any]) -> st.SearchStrategy[dict]:
+    return st.dictionaries(st.sampled_from(names) | st.text(max_size=6), values, max_size=8)
+
+
+@pytest.fixture(scope="module")
+def inline_app(tmp_path_factory, signing_keys) -> Flask:
+    """Inline keys only: whatever a token says, nothing can be fetched."""
+    clients = [{"issuer": ISSUER, "jwks": signing_keys["P-384"].jwks()}]
+    return make_auth_app(tmp_path_factory.mktemp("fuzzed-tokens"), clients)
+
+
+@given(data=st.data(), signed=st.booleans())
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_a_fuzzed_token_never_causes_a_server_error(inline_app, signing_keys, data, signed):
+    """Random headers and claims, near-valid values mixed in, signed with the trusted key or
+    not: the answer is 200 (a valid token, by chance) or 401, never a 5xx."""
+    key = signing_keys["P-384"]
+    values = _JSON | _plausible(int(time.time()), key.kid)
+    header = data.draw(_members(["alg", "kid", "typ", "jku", "crit"], values))
+    payload = data.draw(_members(["iss", "aud", "exp", "iat", "nbf", "jti", "tenant"], values))
+    signing_input = f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(payload).encode())}"
+    if signed and header.get("alg") == "ES384":
+        signature = jwt.get_algorithm_by_name("ES384").sign(signing_input.encode(), key.private)
+    else:
+        signature = data.draw(st.binary(max_size=120))
+    token = f"{signing_input}.{b64url(signature)}"
+    response = inline_app.test_client().get(DISCOVERY, headers=bearer(token))
+    assert response.status_code in (200, 401), response.get_data(as_text=True)

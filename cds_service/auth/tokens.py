@@ -196,7 +196,7 @@ def _peek(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def _check_header(header: dict[str, Any]) -> tuple[str, str, str | None]:
     alg = header.get("alg")
-    if alg not in ACCEPTED_ALGORITHMS:
+    if not isinstance(alg, str) or alg not in ACCEPTED_ALGORITHMS:
         raise Rejected(f"algorithm {_shown(alg)} not accepted")
     kid = header.get("kid")
     if not isinstance(kid, str) or not 0 < len(kid) <= MAX_KID_CHARS:

@@ -66,6 +66,11 @@ def reason_displays(kb: KnowledgeBase | None) -> dict[tuple[str, str], str]:
     return {(c.system, c.code): c.display for c in codings}
 
 
+def _most_common(counts: Counter[Any], limit: int) -> list[tuple[Any, int]]:
+    """The most frequent first; ties in a stable order (not the order rows came in)."""
+    return sorted(counts.items(), key=lambda kv: (-kv[1], repr(kv[0])))[:limit]
+
+
 def top_reasons(
     overrides: Iterable[Override], displays: Mapping[tuple[str, str], str]
 ) -> list[dict[str, Any]]:
@@ -80,7 +85,7 @@ def top_reasons(
         if o.comment:
             comments[key][o.comment] += 1
     out = []
-    for (system, code), count in counts.most_common(TOP_REASONS):
+    for (system, code), count in _most_common(counts, TOP_REASONS):
         display = shown[(system, code)] or displays.get((system or "", code or ""))
         out.append(
             {
@@ -88,7 +93,7 @@ def top_reasons(
                 "system": system,
                 "code": code,
                 "count": count,
-                "comments": [c for c, _ in comments[(system, code)].most_common(TOP_COMMENTS)],
+                "comments": [c for c, _ in _most_common(comments[(system, code)], TOP_COMMENTS)],
             }
         )
     return out
@@ -297,6 +302,8 @@ def _override_chart(report: Report) -> Any:
             x=[r["override_rate"] * 100 for r in rules],
             y=[r["rule"] for r in rules],
             orientation="h",
+            text=[f"{r['overridden']} of {r['issued']}" for r in rules],  # the sample size
+            textposition="outside",
             customdata=[[r["issued"], r["overridden"], r["accepted"]] for r in rules],
             hovertemplate=(
                 "%{y}<br>override rate %{x:.0f}%<br>issued %{customdata[0]}, "
@@ -306,7 +313,7 @@ def _override_chart(report: Report) -> Any:
     )
     figure.update_layout(
         title="Override rate per rule (overridden / issued cards)",
-        xaxis={"title": "override rate (%)", "range": [0, 100]},
+        xaxis={"title": "override rate (%)", "range": [0, 115]},
         height=max(300, 28 * len(rules) + 120),
         margin={"l": 260},
     )
@@ -329,7 +336,9 @@ def _calls_chart(report: Report) -> Any:
             )
         )
     figure.update_layout(
-        title="Service calls per day", xaxis={"title": "day (UTC)"}, yaxis={"title": "calls"}
+        title="Service calls per day",
+        xaxis={"title": "day (UTC)"},
+        yaxis={"title": "calls", "rangemode": "tozero"},
     )
     return figure
 

@@ -14,7 +14,7 @@ from conftest import flush
 
 from cds_service.cli import main
 from cds_service.db import upgrade
-from cds_service.memory.report import percentile
+from cds_service.memory.report import Override, percentile, top_reasons
 
 REASON_SYSTEM = "https://back-spasm-cds.org/fhir/CodeSystem/override-reason"
 RULE = "new-bladder-or-bowel-loss"
@@ -143,3 +143,15 @@ def test_nearest_rank_percentiles():
     assert (percentile(values, 50), percentile(values, 95)) == (10.0, 19.0)
     assert percentile([7.0], 95) == 7.0
     assert percentile([], 50) is None
+
+
+def test_ties_between_reasons_come_in_a_stable_order():
+    overrides = [
+        Override(REASON_SYSTEM, "b", None, "y"),
+        Override(REASON_SYSTEM, "a", None, "x"),
+        Override(None, None, None, None),
+    ]
+    first = top_reasons(overrides, {})
+    assert first == top_reasons(list(reversed(overrides)), {})
+    assert [r["count"] for r in first] == [1, 1, 1]
+    assert first[2]["reason"] == "no reason given"
