@@ -24,6 +24,7 @@ from flask import Blueprint, Flask, jsonify
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from instances import migrated_instance
 from jwt_clients import (
     ALGORITHMS,
     DISCOVERY,
@@ -469,7 +470,7 @@ def test_the_verified_caller_is_set_for_the_request(tmp_path, signing_keys):
 def test_development_mode_needs_no_token_and_has_no_caller(tmp_path):
     from cds_service import Settings, create_app
 
-    settings = Settings(instance_path=tmp_path, allow_unauthenticated=True)
+    settings = Settings(instance_path=migrated_instance(tmp_path), allow_unauthenticated=True)
     client = _with_caller_route(create_app(settings)).test_client()
     response = client.get(CALLER_PATH)
     assert response.status_code == 200 and response.get_json() is None

@@ -21,6 +21,7 @@ from builders import FIXED_NOW, PATIENT_VIEW, TODAY
 from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.bundle import Bundle
 from fhir_search import prefetch_for
+from instances import migrated_instance
 
 from cds_service import Settings, create_app
 from cds_service.core.knowledge import KnowledgeBase
@@ -205,9 +206,8 @@ def clients_by_roll(tmp_path_factory) -> dict[dt.timedelta, Any]:
     """Test clients whose clock is the anchor, and the anchor plus ROLL."""
     out = {}
     for roll in (dt.timedelta(0), ROLL):
-        settings = Settings(
-            instance_path=tmp_path_factory.mktemp("roll"), allow_unauthenticated=True
-        )
+        instance = migrated_instance(tmp_path_factory.mktemp("roll"))
+        settings = Settings(instance_path=instance, allow_unauthenticated=True)
         out[roll] = create_app(settings, clock=lambda roll=roll: FIXED_NOW + roll).test_client()
     return out
 

@@ -27,6 +27,7 @@ from builders import (
     searchset,
 )
 from fhir_servers import NodeFhirServer, connections_waiting
+from instances import migrated_instance
 
 from cds_service import Settings, create_app
 from cds_service.core.envelope import parse_envelope
@@ -83,7 +84,7 @@ def body_for(pid: str, base: str | None, token: str | None, prefetch: Any = None
 
 def make_app(tmp_path, **overrides: Any):
     config = {"allow_unauthenticated": True, "fhir_budget_seconds": BUDGET, **overrides}
-    settings = Settings(instance_path=tmp_path, **config)
+    settings = Settings(instance_path=migrated_instance(tmp_path), **config)
     return create_app(settings, clock=lambda: FIXED_NOW)
 
 
@@ -598,7 +599,7 @@ def test_dates_roll_with_the_clock(tmp_path, kb, fhir_server):
         _repoint(e["resource"], chart.patient_id, pid) for e in bundle["entry"] if "resource" in e
     ]
     fhir_server.load(transaction(resources))
-    settings = Settings(instance_path=tmp_path, allow_unauthenticated=True)
+    settings = Settings(instance_path=migrated_instance(tmp_path), allow_unauthenticated=True)
     app = create_app(settings, clock=lambda: later)
     body = body_for(pid, fhir_server.base, fhir_server.token)
     cards = cards_of(app.test_client().post(f"/cds-services/{PATIENT_VIEW}", json=body))
