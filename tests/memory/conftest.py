@@ -1,52 +1,29 @@
 """The memory's tests run on both databases: SQLite always, PostgreSQL where one answers.
 
 Each test gets its own database: a SQLite file in its temporary folder, or a scratch PostgreSQL
-database (`cds_test_<random>`, created through `CDS_TEST_POSTGRES_URL`, default the local
-`test` database, and dropped afterwards). Without a reachable PostgreSQL server its cases are
-skipped with the reason "PostgreSQL not reachable", which the pytest summary shows.
+database (see `tests/scratch_db.py`; skipped, visibly, without a reachable server).
 """
 
 from __future__ import annotations
 
-import functools
-import os
-import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from builders import FIXED_NOW
 from flask import Flask
+from scratch_db import scratch_database
 from sqlalchemy import Engine, create_engine, func, select
-from sqlalchemy.engine import make_url
 from tcp_proxy import TcpProxy
 
 from cds_service import Settings, create_app
 from cds_service.db import upgrade
 from cds_service.web.state import EXTENSION_KEY, ServiceState
 
-POSTGRES_ADMIN_URL = os.environ.get(
-    "CDS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
-NOT_REACHABLE = "PostgreSQL not reachable"
 #: 32+ characters, as the setting requires
 TEST_AUDIT_KEY = "test-audit-key-0123456789abcdef-0123456789"
-
-
-def _conninfo(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-@functools.cache
-def postgres_reachable() -> bool:
-    try:
-        with psycopg.connect(_conninfo(POSTGRES_ADMIN_URL), connect_timeout=2):
-            return True
-    except psycopg.Error:
-        return False
 
 
 @dataclass
@@ -95,29 +72,20 @@ class TestDatabase:
             self.folder.with_name(self.folder.name + "-gone").rename(self.folder)
 
 
-@functools.cache
-def _admin_conninfo() -> str:
-    return _conninfo(POSTGRES_ADMIN_URL)
-
-
 def _scratch_postgres() -> Iterator[TestDatabase]:
-    name = f"cds_test_{secrets.token_hex(6)}"
-    with psycopg.connect(_admin_conninfo(), autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    direct = make_url(POSTGRES_ADMIN_URL).set(database=name)
-    proxy = TcpProxy((direct.host or "127.0.0.1", direct.port or 5432)).start()
-    proxied = direct.set(host="127.0.0.1", port=proxy.port)
-    try:
-        yield TestDatabase(
-            "postgresql",
-            proxied.render_as_string(hide_password=False),
-            direct.render_as_string(hide_password=False),
-            proxy=proxy,
-        )
-    finally:
-        proxy.close()
-        with psycopg.connect(_admin_conninfo(), autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    """A scratch database reached through a TCP proxy the test can cut."""
+    for direct in scratch_database():
+        proxy = TcpProxy((direct.host or "127.0.0.1", direct.port or 5432)).start()
+        proxied = direct.set(host="127.0.0.1", port=proxy.port)
+        try:
+            yield TestDatabase(
+                "postgresql",
+                proxied.render_as_string(hide_password=False),
+                direct.render_as_string(hide_password=False),
+                proxy=proxy,
+            )
+        finally:
+            proxy.close()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -129,8 +97,6 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestDat
         url = f"sqlite:///{folder / 'cds.sqlite3'}"
         yield TestDatabase("sqlite", url, url, folder=folder)
         return
-    if not postgres_reachable():
-        pytest.skip(NOT_REACHABLE)
     yield from _scratch_postgres()
 
 
