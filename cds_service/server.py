@@ -97,6 +97,9 @@ def gunicorn_options(host: str, port: int, workers: int) -> dict[str, Any]:
         "accesslog": "-",
         "errorlog": "-",
         "proc_name": "cds-service",
+        # gunicorn's runtime control socket sits at one path per user: several services on a
+        # host would fight over it, and this service is managed by signals, not by gunicornc.
+        "control_socket_disable": True,
         # the outer guard on request size before the application's own limits (431, 414)
         "limit_request_line": GUNICORN_LIMIT_REQUEST_LINE,
         "limit_request_fields": GUNICORN_LIMIT_REQUEST_FIELDS,
