@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import gc
 import http.client
 import json
 import os
@@ -35,6 +36,7 @@ from cds_service.knowledge_files import load_knowledge
 from cds_service.settings import PROJECT_ROOT, Settings
 
 SERVICE_PATH = "/cds-services/back-spasm-patient-view"
+FLOOR_COMMAND = os.environ.get("CDS_BENCH_SERVER", "-m benchmarks.floor").split()
 FLOOR_PATH = "/floor"
 
 
@@ -84,6 +86,7 @@ def pipeline(kb, settings: Settings, today: dt.date) -> Callable[[bytes], bytes]
 def bench_inprocess(sizes: list[int], budget_s: float) -> list[list[str]]:
     settings = Settings()
     kb = load_knowledge(settings.knowledge_dir)
+    gc.freeze()  # as a worker does once its application is built (cds_service.server)
     today = dt.datetime.now(dt.UTC).date()
     run = pipeline(kb, settings, today)
     floor = json.loads
@@ -137,7 +140,7 @@ def running_server(workers: int) -> Iterator[tuple[int, psutil.Process]]:
             [python, "-m", "cds_service", "db", "upgrade"], env=env, check=True, capture_output=True
         )
         process = subprocess.Popen(
-            [python, "-m", "benchmarks.floor", "--port", str(port), "--workers", str(workers)],
+            [python, *FLOOR_COMMAND, "--port", str(port), "--workers", str(workers)],
             env=env,
             cwd=PROJECT_ROOT,
             stdout=subprocess.DEVNULL,

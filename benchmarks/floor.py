@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
 
 from flask import Flask, Response, request
 
@@ -29,7 +28,7 @@ def add_floor_route(app: Flask) -> Flask:
 class BenchmarkApplication(ServiceApplication):
     """The service's gunicorn application, with the floor route added to each worker's app."""
 
-    def load(self) -> Any:
+    def build_app(self) -> Flask:
         return add_floor_route(create_app(self.settings))
 
 

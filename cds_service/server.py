@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from typing import Any
 
@@ -36,10 +37,17 @@ class ServiceApplication(BaseApplication):  # type: ignore[misc]
         for key, value in self.options.items():
             self.cfg.set(key, value)
 
-    def load(self) -> Any:
+    def build_app(self) -> Any:
         from . import create_app
 
         return create_app(self.settings)
+
+    def load(self) -> Any:
+        app = self.build_app()
+        # What exists now (knowledge, models, the app) lives as long as the worker: keep it out
+        # of the garbage collector's scans, which otherwise grow with every large request.
+        gc.freeze()
+        return app
 
 
 def check_startable(settings: Settings) -> None:

@@ -208,6 +208,11 @@ def test_invalid_resource_is_skipped_not_fatal(call):
     assert "critical" not in indicators(response)
 
 
+def test_malformed_element_no_rule_reads_does_not_hide_a_red_flag(call):
+    flag = condition("R33.9", note="not a list of annotations", encounter={"reference": 7})
+    assert "critical" in indicators(call(hook_body([condition(BACK_SPASM), flag])))
+
+
 def test_future_onset_is_not_read_as_new(call):
     future = condition("R33.9", onset_days_ago=-30)
     assert "critical" not in indicators(call(hook_body([condition(BACK_SPASM), future])))

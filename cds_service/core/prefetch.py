@@ -68,7 +68,7 @@ def _outcome_error(outcome: Mapping[str, Any]) -> bool:
     issues = outcome.get("issue")
     if not isinstance(issues, list) or not issues:
         return True  # an OperationOutcome with no issue still says "this did not work"
-    return any(isinstance(i, Mapping) and i.get("severity") in _ERROR_SEVERITIES for i in issues)
+    return any(isinstance(i, dict) and i.get("severity") in _ERROR_SEVERITIES for i in issues)
 
 
 def _next_link(bundle: Mapping[str, Any]) -> str | None:
@@ -76,7 +76,7 @@ def _next_link(bundle: Mapping[str, Any]) -> str | None:
     if not isinstance(links, list):
         return None
     for link in links:
-        if isinstance(link, Mapping) and link.get("relation") == "next":
+        if isinstance(link, dict) and link.get("relation") == "next":
             url = link.get("url")
             return url if isinstance(url, str) and url else None
     return None
@@ -91,21 +91,21 @@ def read_bundle(key: str, bundle: Mapping[str, Any]) -> KeyData:
         return KeyData(key, "missing", reason="Bundle.entry is not a list")
     resources: list[Mapping[str, Any]] = []
     for entry in entries:
-        if not isinstance(entry, Mapping):
+        if not isinstance(entry, dict):
             continue
         resource = entry.get("resource")
         search = entry.get("search")
-        mode = search.get("mode") if isinstance(search, Mapping) else None
+        mode = search.get("mode") if isinstance(search, dict) else None
         is_outcome = (
-            isinstance(resource, Mapping) and resource.get("resourceType") == "OperationOutcome"
+            isinstance(resource, dict) and resource.get("resourceType") == "OperationOutcome"
         )
         if mode == "outcome" or is_outcome:
-            if isinstance(resource, Mapping) and _outcome_error(resource):
+            if isinstance(resource, dict) and _outcome_error(resource):
                 return KeyData(
                     key, "missing", reason="the client reported an error (OperationOutcome)"
                 )
             continue
-        if isinstance(resource, Mapping) and isinstance(resource.get("resourceType"), str):
+        if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str):
             resources.append(resource)
     next_url = _next_link(bundle)
     if not resources and next_url is None:
@@ -119,7 +119,7 @@ def read_key(key: str, present: bool, value: object) -> KeyData:
         return KeyData(key, "missing", reason="not sent")
     if value is None:
         return KeyData(key, "empty")
-    if not isinstance(value, Mapping) or not isinstance(value.get("resourceType"), str):
+    if not isinstance(value, dict) or not isinstance(value.get("resourceType"), str):
         return KeyData(key, "missing", reason="not a FHIR resource")
     rtype = value["resourceType"]
     if rtype == "OperationOutcome":
