@@ -16,6 +16,7 @@ import gc
 import http.client
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -25,6 +26,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import psutil
 
@@ -170,13 +172,77 @@ def wait_ready(port: int, process: subprocess.Popen, timeout_s: float = 30) -> N
 
 @dataclass
 class LoadResult:
-    latencies_ms: list[float]
+    p50: float
+    p95: float
+    p99: float
+    rps: float
     errors: int
-    seconds: float
+    calls: int
 
-    @property
-    def rps(self) -> float:
-        return len(self.latencies_ms) / self.seconds if self.seconds else 0.0
+
+def _summary(latencies_ms: list[float], errors: int, seconds: float) -> LoadResult:
+    return LoadResult(
+        percentile(latencies_ms, 50),
+        percentile(latencies_ms, 95),
+        percentile(latencies_ms, 99),
+        len(latencies_ms) / seconds if seconds else 0.0,
+        errors,
+        len(latencies_ms),
+    )
+
+
+WRK_SCRIPT = """
+wrk.method = "POST"
+local f = io.open("%s", "rb")
+wrk.body = f:read("*a")
+f:close()
+wrk.headers["Content-Type"] = "application/json"
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('{"requests": %%d, "seconds": %%f, "p50": %%f, "p95": %%f, "p99": %%f, '
+    .. '"errors": %%d}\\n', summary.requests, summary.duration / 1e6,
+    latency:percentile(50) / 1000, latency:percentile(95) / 1000, latency:percentile(99) / 1000,
+    e.connect + e.read + e.write + e.status + e.timeout))
+end
+"""
+
+
+def wrk_available() -> bool:
+    return os.environ.get("CDS_BENCH_CLIENT", "wrk") == "wrk" and shutil.which("wrk") is not None
+
+
+def wrk_load(port: int, path: str, body: bytes, clients: int, seconds: float) -> LoadResult:
+    """The load from wrk (C, keep-alive): far less client CPU than Python threads."""
+    with tempfile.TemporaryDirectory() as folder:
+        body_file = Path(folder) / "body.json"
+        body_file.write_bytes(body)
+        script = Path(folder) / "post.lua"
+        script.write_text(WRK_SCRIPT % body_file)
+        command = [
+            "wrk",
+            f"-t{min(2, clients)}",
+            f"-c{clients}",
+            f"-d{max(1, round(seconds))}s",
+            "-s",
+            str(script),
+            f"http://127.0.0.1:{port}{path}",
+        ]
+        out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    figures = json.loads(next(line for line in out.splitlines() if line.startswith("{")))
+    return LoadResult(
+        figures["p50"],
+        figures["p95"],
+        figures["p99"],
+        figures["requests"] / figures["seconds"],
+        figures["errors"],
+        figures["requests"],
+    )
+
+
+def measure(port: int, path: str, body: bytes, clients: int, seconds: float) -> LoadResult:
+    if wrk_available():
+        return wrk_load(port, path, body, clients, seconds)
+    return load(port, path, body, clients, seconds=seconds)
 
 
 def load(
@@ -227,7 +293,7 @@ def load(
         thread.start()
     for thread in threads:
         thread.join()
-    return LoadResult(latencies, errors[0], time.perf_counter() - started)
+    return _summary(latencies, errors[0], time.perf_counter() - started)
 
 
 def worker_rss_mb(master: psutil.Process) -> list[float]:
@@ -236,36 +302,34 @@ def worker_rss_mb(master: psutil.Process) -> list[float]:
 
 def bench_http(
     size: int, workers_list: list[int], clients_list: list[int], seconds: float
-) -> tuple[list[list[str]], dict[tuple[int, int], float]]:
+) -> list[list[str]]:
     body = json.dumps(hook_request(size, dt.datetime.now(dt.UTC).date())).encode()
     rows: list[list[str]] = []
-    p99s: dict[tuple[int, int], float] = {}
     for workers in workers_list:
         with running_server(workers) as (port, master):
             load(port, SERVICE_PATH, body, 4, calls=200)  # warm every worker
             load(port, FLOOR_PATH, body, 4, calls=200)
             for clients in clients_list:
-                ours = load(port, SERVICE_PATH, body, clients, seconds=seconds)
-                floor = load(port, FLOOR_PATH, body, clients, seconds=seconds)
+                ours = measure(port, SERVICE_PATH, body, clients, seconds)
+                floor = measure(port, FLOOR_PATH, body, clients, seconds)
                 rss = worker_rss_mb(master)
-                p99s[(workers, clients)] = percentile(ours.latencies_ms, 99)
                 rows.append(
                     [
                         str(workers),
                         str(clients),
-                        f"{percentile(ours.latencies_ms, 50):.1f}",
-                        f"{percentile(ours.latencies_ms, 95):.1f}",
-                        f"{percentile(ours.latencies_ms, 99):.1f}",
+                        f"{ours.p50:.1f}",
+                        f"{ours.p95:.1f}",
+                        f"{ours.p99:.1f}",
                         f"{ours.rps:,.0f}",
                         str(ours.errors),
-                        f"{percentile(floor.latencies_ms, 50):.1f}",
-                        f"{percentile(floor.latencies_ms, 99):.1f}",
+                        f"{floor.p50:.1f}",
+                        f"{floor.p99:.1f}",
                         f"{floor.rps:,.0f}",
                         f"{ours.rps / floor.rps:.2f}" if floor.rps else "n/a",
                         f"{max(rss):.0f}" if rss else "n/a",
                     ]
                 )
-    return rows, p99s
+    return rows
 
 
 def bench_memory(size: int, calls: int, workers: int = 2) -> list[list[str]]:
@@ -305,7 +369,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print(
         f"cds-service benchmark ({'quick' if args.quick else 'full'}), {os.cpu_count()} cores, "
-        f"Python {sys.version.split()[0]}"
+        f"Python {sys.version.split()[0]}; HTTP load from "
+        f"{'wrk' if wrk_available() else 'Python threads (install wrk for a lighter client)'}"
     )
     rows = bench_inprocess(sizes, budget)
     print_table(
@@ -313,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
         ["resources", "KiB", "cards", "runs", "p50", "p95", "p99", "µs/resource", "json p50"],
         rows,
     )
-    http_rows, _ = bench_http(100, workers, clients, seconds)
+    http_rows = bench_http(100, workers, clients, seconds)
     print_table(
         "2-3. Over HTTP on gunicorn, 100-resource chart (ms; ratio = our req/s / floor req/s)",
         [
