@@ -12,6 +12,7 @@ import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import DateTime, Engine, String, create_engine
 from sqlalchemy import event as sa_event
@@ -79,13 +80,28 @@ def _still_the_same_file(path: Path) -> Callable[[Any, Any, Any], None]:
     return on_checkout
 
 
-def make_engine(url: str, *, connect_timeout_s: float = 2.0) -> Engine:
-    """An engine for the service: SQLite in WAL mode, or PostgreSQL with bounded waits."""
+def _sqlite_file_url(path: str, *, create: bool) -> str:
+    """The URL of a SQLite file opened read-write; created only when `create` is set.
+
+    A running service never creates its database: a worker starting while the database's disk
+    is away must fail (and answer 503), not start a new, empty database beside the real one.
+    """
+    mode = "rwc" if create else "rw"
+    return f"sqlite:///file:{quote(path)}?mode={mode}&uri=true"
+
+
+def make_engine(url: str, *, connect_timeout_s: float = 2.0, create: bool = False) -> Engine:
+    """An engine for the service: SQLite in WAL mode, or PostgreSQL with bounded waits.
+
+    `create` (migrations only) makes a missing SQLite file and its folder.
+    """
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
-        on_file = bool(path) and path != ":memory:"
+        on_file = bool(path) and path != ":memory:" and "?" not in path
         if on_file:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            if create:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            url = _sqlite_file_url(path, create=create)
         # Pooled connections on a file: closing the last connection of a WAL database makes
         # SQLite checkpoint and delete the WAL, about 10 ms, on every transaction otherwise.
         engine = create_engine(
@@ -157,6 +173,8 @@ def downgrade(url: str, revision: str) -> None:
 
 def schema_problem(engine: Engine, url: str) -> str | None:
     """Why the database cannot be used as it is, in one line; None when it is current."""
+    if url.startswith("sqlite:///") and not Path(url.split("///", 1)[-1]).exists():
+        return "database file not found: run `cds-service db upgrade`"
     try:
         current = current_revision(engine)
     except Exception as exc:  # any driver error: the reason is what matters here

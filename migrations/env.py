@@ -23,7 +23,8 @@ def run_migrations_offline() -> None:
 
 
 def run_migrations_online() -> None:
-    engine = make_engine(config.get_main_option("sqlalchemy.url"), connect_timeout_s=10.0)
+    url = config.get_main_option("sqlalchemy.url")
+    engine = make_engine(url, connect_timeout_s=10.0, create=True)
     with engine.connect() as connection:
         context.configure(
             connection=connection, target_metadata=target_metadata, render_as_batch=True

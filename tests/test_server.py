@@ -4,70 +4,26 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
+from served import CDS, free_port, serve, upgrade_database
 
 from cds_service.settings import PROJECT_ROOT
-
-CDS = [sys.executable, "-m", "cds_service"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}")
-        try:
-            if requests.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except (requests.ConnectionError, requests.Timeout):  # not listening, or still booting
-            time.sleep(0.1)
-    raise RuntimeError("server did not come up")
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[str]:
-    port = free_port()
     env = {**os.environ, "CDS_INSTANCE_PATH": str(tmp_path_factory.mktemp("instance"))}
-    log = tmp_path_factory.mktemp("log") / "server.log"
-    subprocess.run([*CDS, "db", "upgrade"], env=env, check=True, capture_output=True)
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [
-                *CDS,
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                "1",
-                "--allow-unauthenticated",
-            ],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
+    upgrade_database(env)
+    served = serve(env, tmp_path_factory.mktemp("log") / "server.log", "--allow-unauthenticated")
     try:
-        wait_until_up(url, process)
-        yield url
+        yield served.url
     finally:
-        process.terminate()
-        process.wait(timeout=15)
+        served.stop()
 
 
 def sample_request(name: str) -> dict:
@@ -143,7 +99,7 @@ def test_serve_refuses_a_database_that_is_behind(tmp_path):
 
 def test_serve_refuses_to_start_without_trusted_clients_or_development_mode(tmp_path):
     env = {**os.environ, "CDS_INSTANCE_PATH": str(tmp_path)}
-    subprocess.run([*CDS, "db", "upgrade"], env=env, check=True, capture_output=True)
+    upgrade_database(env)
     env.pop("CDS_TRUSTED_CLIENTS", None)
     result = subprocess.run(
         [*CDS, "serve", "--port", str(free_port())],
@@ -173,20 +129,29 @@ def test_serve_refuses_broken_knowledge(tmp_path):
 
 
 def test_development_mode_warns_loudly(tmp_path):
-    log = Path(tmp_path) / "out.log"
-    port = free_port()
     env = {**os.environ, "CDS_INSTANCE_PATH": str(tmp_path)}
-    subprocess.run([*CDS, "db", "upgrade"], env=env, check=True, capture_output=True)
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [*CDS, "serve", "--port", str(port), "--workers", "1", "--allow-unauthenticated"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_until_up(f"http://127.0.0.1:{port}", process)
-    finally:
-        process.terminate()
-        process.wait(timeout=15)
-    assert "DEVELOPMENT MODE" in log.read_text()
+    upgrade_database(env)
+    serve(env, Path(tmp_path) / "out.log", "--allow-unauthenticated").stop()
+    assert "DEVELOPMENT MODE" in (Path(tmp_path) / "out.log").read_text()
+
+
+def test_a_worker_never_creates_a_database_that_is_not_there(tmp_path):
+    """A worker starting while the database's disk is away must fail, not start an empty one."""
+    from cds_service import Settings, create_app
+
+    instance = tmp_path / "instance"
+    app = create_app(Settings(instance_path=instance, allow_unauthenticated=True))
+    response = app.test_client().post(
+        "/cds-services/back-spasm-patient-view/feedback",
+        json={
+            "feedback": [
+                {
+                    "card": "6e0bd0a4-3f2a-4a4e-9d6b-7f9a3f8a1c11",
+                    "outcome": "overridden",
+                    "outcomeTimestamp": "2026-11-25T10:00:00Z",
+                }
+            ]
+        },
+    )
+    assert response.status_code == 503
+    assert not (instance / "cds.sqlite3").exists()

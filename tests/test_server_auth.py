@@ -21,7 +21,8 @@ import pytest
 import requests
 from jwt_clients import SigningKey, claims, generate_key, sign, write_trusted_clients
 from scratch_db import scratch_postgres
-from test_server import CDS, free_port, sample_request, wait_until_up
+from served import CDS, Served, free_port, serve, upgrade_database
+from test_server import sample_request
 
 ISSUER = "https://ehr.example.org"
 SANDBOX_ORIGIN = "https://sandbox.cds-hooks.org"
@@ -31,10 +32,8 @@ FEEDBACK = "/cds-services/back-spasm-patient-view/feedback"
 
 
 @dataclass
-class Server:
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
+class Server(Served):
+    """The service requiring JWTs, with helpers to call it with a token."""
 
     def token(self, key: SigningKey, path: str, **changes: Any) -> str:
         return sign(key, "ES384", claims(self.url + path, iss=ISSUER, **changes))
@@ -42,10 +41,6 @@ class Server:
     def get(self, path: str, token: str, **headers: str) -> requests.Response:
         headers = {"Authorization": f"Bearer {token}", **headers}
         return requests.get(self.url + path, headers=headers, timeout=10)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=15)
 
     def workers(self) -> list[int]:
         """The gunicorn worker processes (children of the arbiter)."""
@@ -67,21 +62,8 @@ def server_env(instance: Path, trusted: Path, **extra: str) -> dict[str, str]:
 
 
 def start(env: dict[str, str], log: Path, workers: int = 1) -> Server:
-    port = free_port()
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [*CDS, "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    server = Server(f"http://127.0.0.1:{port}", process, log)
-    try:
-        wait_until_up(server.url, process)
-    except RuntimeError:
-        server.stop()
-        raise RuntimeError(log.read_text()) from None
-    return server
+    served = serve(env, log, workers=workers)
+    return Server(served.url, served.process, served.log)
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +81,7 @@ def trusted(tmp_path_factory, key) -> Path:
 def instance(tmp_path_factory, trusted) -> Path:
     folder = tmp_path_factory.mktemp("instance")
     env = server_env(folder, trusted)
-    subprocess.run([*CDS, "db", "upgrade"], env=env, check=True, capture_output=True)
+    upgrade_database(env)
     return folder
 
 
@@ -318,7 +300,7 @@ def test_serve_refuses_a_bad_trusted_clients_file(tmp_path):
     bad = tmp_path / "trusted.yaml"
     bad.write_text("clients:\n  - issuer: https://ehr.example.org\n")
     env = server_env(tmp_path, bad)
-    subprocess.run([*CDS, "db", "upgrade"], env=env, check=True, capture_output=True)
+    upgrade_database(env)
     result = subprocess.run(
         [*CDS, "serve", "--port", str(free_port())],
         env=env,

@@ -8,19 +8,17 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import click
 import pytest
 from fhir_servers import NodeFhirServer
-from test_server import free_port, wait_until_up
+from served import CDS, free_port, serve, upgrade_database
 
 from cds_service.samples import load_index
 from cds_service.tester import TryCall, render_cards
 
-CDS = [sys.executable, "-m", "cds_service"]
 CHARTS = {c.name: c for c in load_index()[1]}
 CRITICAL = CHARTS["ces-new-urinary-retention"]
 QUIET = CHARTS["ces-entered-in-error"]
@@ -153,23 +151,12 @@ def running(loaded, tmp_path_factory) -> Iterator[tuple[str, Path]]:
         "CDS_ALLOWED_FHIR_SERVERS": loaded.base,
         "CDS_LOG_LEVEL": "DEBUG",
     }
-    subprocess.run([*CDS, "db", "upgrade"], env=env, check=True, capture_output=True)
-    port = free_port()
-    log = instance / "server.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [*CDS, "serve", "--port", str(port), "--workers", "1", "--allow-unauthenticated"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
+    upgrade_database(env)
+    served = serve(env, instance / "server.log", "--allow-unauthenticated")
     try:
-        wait_until_up(url, process)
-        yield url, log
+        yield served.url, served.log
     finally:
-        process.terminate()
-        process.wait(timeout=15)
+        served.stop()
 
 
 @pytest.mark.parametrize("prefetch", [[], ["--no-prefetch"]], ids=["prefetch", "no-prefetch"])

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import requests
-from served import red_flag_request, serving
+from serving import red_flag_request, serving
 from sqlalchemy import select
 
 from cds_service.memory.models import Feedback, ServiceCall

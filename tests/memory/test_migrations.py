@@ -25,7 +25,7 @@ MEMORY_TABLES = {"service_calls", "issued_cards", "fired_rules", "evidence_refs"
 
 
 def tables(url: str) -> set[str]:
-    engine = make_engine(url)
+    engine = make_engine(url, create=True)  # an empty database may not exist yet
     try:
         return set(inspect(engine).get_table_names())
     finally:
