@@ -109,6 +109,15 @@ def knowledge_expand(directory: str | None) -> None:
     click.echo(f"wrote {path}")
 
 
+#: The hooks this service answers, as a command option.
+hook_option = click.option(
+    "--hook",
+    type=click.Choice(["patient-view", "encounter-start"]),
+    default="patient-view",
+    show_default=True,
+)
+
+
 @main.group("samples")
 def samples() -> None:
     """Synthetic sample patients (examples/charts)."""
@@ -127,12 +136,7 @@ def samples_list() -> None:
 
 @samples.command("request", with_appcontext=False)
 @click.argument("chart_name")
-@click.option(
-    "--hook",
-    type=click.Choice(["patient-view", "encounter-start"]),
-    default="patient-view",
-    show_default=True,
-)
+@hook_option
 @click.option(
     "--today",
     type=click.DateTime(formats=["%Y-%m-%d"]),
@@ -213,12 +217,7 @@ def _in_process_service(fhir_server: str) -> InProcessService:
 @main.command("try", with_appcontext=False)
 @click.option("--fhir-server", "fhir_server", required=True, help="FHIR R4 base URL.")
 @click.option("--patient", "patient_id", required=True, help="The patient's FHIR id.")
-@click.option(
-    "--hook",
-    type=click.Choice(["patient-view", "encounter-start"]),
-    default="patient-view",
-    show_default=True,
-)
+@hook_option
 @click.option(
     "--service",
     "service_url",

@@ -217,11 +217,3 @@ def render_cards(
         cards.append(_card(kb, kb.themes[theme_id], by_theme[theme_id], older, new_uuid))
         older = []  # the older findings are worth one line, on the first card only
     return cards
-
-
-def card_rules(evaluation: Evaluation) -> dict[str, list[str]]:
-    """Theme id -> the rule ids that fired for it (for the audit trail)."""
-    out: dict[str, list[str]] = {}
-    for match in evaluation.matches:
-        out.setdefault(match.rule.theme, []).append(match.rule.id)
-    return out

@@ -1,30 +1,11 @@
-"""Small readers for raw FHIR JSON: references, codings and clinical dates."""
+"""Small readers for raw FHIR JSON: references and clinical dates."""
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
-
-from .codes import normalize_code, normalize_system
-
-
-def iter_codings(concept: object) -> Iterator[tuple[str, str, str]]:
-    """(system, code, display) of each coding in a CodeableConcept, normalised."""
-    if not isinstance(concept, dict):
-        return
-    codings = concept.get("coding")
-    if not isinstance(codings, list):
-        return
-    for coding in codings:
-        if not isinstance(coding, dict):
-            continue
-        system = normalize_system(coding.get("system"))
-        code = normalize_code(system, coding.get("code"))
-        if system and code:
-            display = coding.get("display")
-            yield system, code, display if isinstance(display, str) else ""
 
 
 def patient_id_of(reference: object) -> str | None:
