@@ -33,6 +33,7 @@ from cds_service.db import upgrade
 from cds_service.knowledge_files import load_knowledge
 from cds_service.local_search import prefetch_for
 from cds_service.settings import PROJECT_ROOT
+from cds_service.web.state import EXTENSION_KEY
 
 SERVER_DIR = PROJECT_ROOT / "tests" / "fhir-server"
 SERVICE = "/cds-services/back-spasm-patient-view"
@@ -209,6 +210,8 @@ def main() -> None:
             )
         )
         print(_row("full prefetch", _time_calls(client, _body(None, prefetch), args.calls)))
+        # write the audit records before the temporary database folder goes away
+        client.application.extensions[EXTENSION_KEY].audit.writer.close()
 
 
 if __name__ == "__main__":
