@@ -76,3 +76,18 @@ def serve(env: dict[str, str], log: Path, *options: str, workers: int = 1) -> Se
         served.stop()
         raise RuntimeError(log.read_text()) from None
     return served
+
+
+def refusal(env: dict[str, str], *options: str) -> str:
+    """The one line `cds-service serve` prints when it refuses to start (it must refuse)."""
+    result = subprocess.run(
+        [*CDS, "serve", "--port", str(free_port()), *options],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode != 0, "the service started"
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    return lines[0]
