@@ -20,12 +20,12 @@ import pytest
 from builders import FIXED_NOW, PATIENT_VIEW, TODAY
 from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.bundle import Bundle
-from fhir_search import prefetch_for
 from instances import migrated_instance
 
 from cds_service import Settings, create_app
 from cds_service.core.knowledge import KnowledgeBase
 from cds_service.core.pipeline import Decision, decide
+from cds_service.local_search import prefetch_for
 from cds_service.samples import CHARTS_DIR, Chart, bundle_resources, load_chart, load_index
 
 ANCHOR, CHARTS = load_index()

@@ -169,7 +169,7 @@ def seen(fhir_server) -> Iterator[NodeFhirServer]:
 
 
 def full_prefetch(kb, pid: str, resources: list[dict[str, Any]]) -> dict[str, Any]:
-    from fhir_search import prefetch_for
+    from cds_service.local_search import prefetch_for
 
     return prefetch_for(kb, resources, {"patientId": pid, "userId": "Practitioner/dr-1"}, TODAY)
 

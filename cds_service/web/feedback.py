@@ -17,7 +17,7 @@ from ..db import DatabaseUnavailable
 from ..memory.feedback_store import store_feedback
 from .audit import current_client
 from .body import BodyError, read_json_body
-from .responses import error_response, json_response
+from .responses import error_response, json_response, unknown_service
 from .state import state
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ RETRY_AFTER_SECONDS = "5"
 def send_feedback(service_id: str) -> Response:
     s = state()
     if service_id not in s.knowledge.services:
-        return error_response(404, "not-found", f"no CDS service with id '{service_id}'")
+        return unknown_service(service_id)
     try:
         body = read_json_body(s.settings.max_body_bytes, s.settings.max_json_depth)
         items = parse_feedback(body)

@@ -15,6 +15,11 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     return Response(text, status=status, mimetype="application/json", headers=headers)
 
 
+def unknown_service(service_id: str) -> Response:
+    """The 404 for a service id discovery does not list."""
+    return error_response(404, "not-found", f"no CDS service with id '{service_id}'")
+
+
 def error_response(
     status: int,
     code: str,

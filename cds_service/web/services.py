@@ -15,7 +15,7 @@ from ..gather import DataMissing, FhirAccess, TooManyResources, gather_patient_d
 from .audit import note_decision, note_request
 from .body import BodyError, read_json_body
 from .caller import current_caller
-from .responses import error_response, json_response
+from .responses import error_response, json_response, unknown_service
 from .state import ServiceState, state
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ def call_service(service_id: str) -> Response:
     s = state()
     service = s.knowledge.services.get(service_id)
     if service is None:
-        return error_response(404, "not-found", f"no CDS service with id '{service_id}'")
+        return unknown_service(service_id)
     try:
         body = read_json_body(s.settings.max_body_bytes, s.settings.max_json_depth)
         hook_request = parse_envelope(body, service.hook)
