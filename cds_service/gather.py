@@ -17,7 +17,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 from urllib.parse import unquote, urljoin
@@ -223,9 +223,19 @@ def _search_page(server: _Server, key: str, url: str) -> KeyData:
     page = read_bundle(key, bundle)
     if page.status == "missing":
         raise FetchError("the FHIR server's search answer reports an error or is malformed")
-    if any(_foreign(r, server.patient_id) for r in page.resources):
-        raise FetchError("the FHIR server's answer is about another patient")
-    return page
+    return _without_foreign(server, key, page)
+
+
+def _without_foreign(server: _Server, key: str, page: KeyData) -> KeyData:
+    """The page without entries about another patient: each is dropped and logged, not fatal."""
+    own = tuple(r for r in page.resources if not _foreign(r, server.patient_id))
+    dropped = len(page.resources) - len(own)
+    if not dropped:
+        return page
+    log.warning(
+        "prefetch key %s: dropped %d search entries about another patient", key, dropped
+    )
+    return replace(page, resources=own)
 
 
 def _foreign(resource: Mapping[str, Any], patient_id: str) -> bool:

@@ -12,8 +12,17 @@ import yaml
 from .core.knowledge import KnowledgeBase, KnowledgeError, compile_knowledge
 
 EXPANSIONS_FILE = "expansions.json"
-_SINGLE_FILES = ("sources", "policy", "labs", "themes", "services")
-_SCHEMAS = ("sources", "policy", "labs", "themes", "services", "valueset", "rule")
+_SINGLE_FILES = ("sources", "policy", "labs", "themes", "services", "criteria")
+_SCHEMAS = (
+    "sources",
+    "policy",
+    "labs",
+    "themes",
+    "services",
+    "criteria",
+    "valueset",
+    "rule",
+)
 
 
 def _read_yaml(path: Path) -> Any:

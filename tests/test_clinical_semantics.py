@@ -81,6 +81,7 @@ def test_red_flag_without_back_problem_raises_no_alarm(call):
 
 
 def test_red_flag_with_active_chronic_back_pain_alarms(call):
+    # The persistent-spasm prompt-care card is not shown beside the emergency card.
     chronic = condition("278860009", system=SNOMED, onset_days_ago=700)
     response = call(hook_body([chronic, condition("R33.9", onset_days_ago=2)]))
     assert indicators(response) == ["critical"]
@@ -252,9 +253,10 @@ def test_symptoms_persisting_since_before_the_diagnosis_are_prompt_care(call):
     assert indicators(call(hook_body([disc, back]))) == ["warning"]
 
 
-def test_old_back_symptoms_with_a_known_disc_are_not_prompt_care(call):
+def test_old_back_symptoms_without_a_status_and_a_known_disc_are_not_prompt_care(call):
+    # An old encounter diagnosis with no clinical status: neither recent nor known to be active.
     disc = condition("M51.26", onset_days_ago=400)
-    back = condition("M54.50", onset_days_ago=200)
+    back = condition("M54.50", onset_days_ago=200, clinical=None)
     assert "warning" not in indicators(call(hook_body([disc, back])))
 
 

@@ -422,12 +422,25 @@ def test_a_bad_answer_counts_as_missing(client, red, stub_server, reply, reason)
     assert all(reason in r for r in reasons.values()), reasons
 
 
-def test_a_bundle_about_another_patient_counts_as_missing(client, red, stub_server):
-    other = condition("R33.9", patient="someone-else")
-    stub_server.reply = lambda path: (200, {}, searchset([other]))
-    reasons = missing_reasons(post(client, body_for(red, stub_server.base, "t")))
-    assert all("another patient" in r for r in reasons.values())
-    assert "someone-else" not in str(reasons)
+def test_another_patient_s_entry_is_dropped_and_logged_the_patient_s_own_data_count(
+    client, red, stub_server, caplog
+):
+    other = condition("R33.9", patient="someone-else", rid="other-retention")
+
+    def reply(path: str):
+        if path.startswith("/fhir/Patient/"):
+            return 404, {}, OUTCOME_ERROR
+        own = [condition("M62.830", patient=red), condition("G83.4", patient=red, rid="own-ces")]
+        return 200, {}, searchset([other, *own])
+
+    stub_server.reply = reply
+    with caplog.at_level(logging.WARNING, logger="cds_service.gather"):
+        cards = cards_of(post(client, body_for(red, stub_server.base, "t")))
+    assert [c["indicator"] for c in cards] == ["critical"]
+    assert "own-ces" in cards[0]["detail"]
+    assert "other-retention" not in str(cards) and "someone-else" not in str(cards)
+    assert any("another patient" in r.getMessage() for r in caplog.records)
+    assert not any("someone-else" in r.getMessage() for r in caplog.records)
 
 
 def test_a_404_on_the_patient_read_leaves_the_optional_key_missing(client, red, stub_server):

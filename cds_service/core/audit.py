@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from .cards import card_themes
+from .findings import Finding
 from .knowledge import KnowledgeBase
-from .rules import Evaluation
+from .rules import Evaluation, Evidence
 
 Row = dict[str, Any]
 
@@ -113,8 +114,12 @@ def rule_rows(call_id: str, evaluation: Evaluation, card_of: Mapping[str, str]) 
             "theme": m.rule.theme,
             "card_uuid": card_of.get(m.rule.theme),
         }
-        for m in evaluation.matches
+        for m in evaluation.all_matches
     )
+
+
+def _references(item: Evidence) -> tuple[str, ...]:
+    return item.references if isinstance(item, Finding) else (item.reference,)
 
 
 def evidence_rows(
@@ -136,15 +141,18 @@ def evidence_rows(
             },
         )
 
-    for match in evaluation.matches:
+    for match in evaluation.all_matches:
         card = card_of.get(match.rule.theme)
         for item in match.evidence:
-            add(match.rule.id, "evidence", item.reference, card)
+            for reference in _references(item):
+                add(match.rule.id, "evidence", reference, card)
         for finding in match.context:
-            add(match.rule.id, "context", finding.reference, card)
+            for reference in finding.references:
+                add(match.rule.id, "context", reference, card)
     if first_card is not None:  # older red flags are one line on the first card only
         for note in evaluation.older:
-            add(note.rule.id, "older", note.finding.reference, first_card)
+            for reference in note.finding.references:
+                add(note.rule.id, "older", reference, first_card)
     return tuple(rows.values())
 
 

@@ -16,6 +16,8 @@ from .knowledge import Coding, KnowledgeBase, Rule, Theme
 from .rules import Evaluation, Evidence, Match, OlderFinding
 
 MAX_EVIDENCE_LINES = 12
+MAX_REFERENCES = 4  # references shown on one finding's line
+MAX_CONTEXT = 8  # findings shown in a card's context line
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
 
 
@@ -49,9 +51,17 @@ def evidence_text(item: Evidence) -> str:
             flag += f"; reference {escape_text(reading.range_text)}"
         parts = [f"{_coding_text(item.coding)}: **{value}** ({flag})"]
     parts.append(_dates_text(item.dates))
-    if isinstance(item, Finding) and item.qualifier:
-        parts.append(item.qualifier)
-    return ", ".join(parts) + f" · {escape_text(item.reference, 80)}"
+    if isinstance(item, Finding):
+        if item.qualifier:
+            parts.append(item.qualifier)
+        parts.extend(escape_text(note) for note in item.notes)
+        references = item.references
+    else:
+        references = (item.reference,)
+    shown = ", ".join(escape_text(r, 80) for r in references[:MAX_REFERENCES])
+    if len(references) > MAX_REFERENCES:
+        shown += f" and {len(references) - MAX_REFERENCES} more"
+    return ", ".join(parts) + f" · {shown}"
 
 
 def _summary(theme: Theme, matches: list[Match]) -> str:
@@ -83,9 +93,12 @@ def _evidence_section(kb: KnowledgeBase, theme: Theme, matches: list[Match]) -> 
         lines.append(f"- and {total - shown} more in the record")
     context = _unique(f for m in matches for f in m.context)
     if context:
+        more = f"; and {len(context) - MAX_CONTEXT} more" if len(context) > MAX_CONTEXT else ""
         lines += [
             "",
-            f"**{theme.context_heading}:** " + "; ".join(evidence_text(f) for f in context),
+            f"**{theme.context_heading}:** "
+            + "; ".join(evidence_text(f) for f in context[:MAX_CONTEXT])
+            + more,
         ]
     return lines
 
@@ -134,7 +147,10 @@ def _why_section(kb: KnowledgeBase, theme: Theme, matches: list[Match]) -> list[
 def _older_section(kb: KnowledgeBase, older: list[OlderFinding]) -> list[str]:
     if not older:
         return []
-    return ["", f"**{kb.context_line}:** " + "; ".join(evidence_text(o.finding) for o in older)]
+    lines = "; ".join(evidence_text(o.finding) for o in older[:MAX_EVIDENCE_LINES])
+    if len(older) > MAX_EVIDENCE_LINES:
+        lines += f"; and {len(older) - MAX_EVIDENCE_LINES} more"
+    return ["", f"**{kb.context_line}:** " + lines]
 
 
 def _guidelines_of(rules: Iterable[Rule], theme: Theme) -> list[str]:
@@ -200,7 +216,7 @@ def _card(
 
 def card_themes(kb: KnowledgeBase, evaluation: Evaluation, max_cards: int) -> list[str]:
     """The theme of each card, in card order (critical first): the cards `render_cards` makes."""
-    fired = dict.fromkeys(m.rule.theme for m in evaluation.matches)  # in match order
+    fired = dict.fromkeys(m.rule.theme for m in evaluation.all_matches)  # in match order
     return [t.id for t in sorted((kb.themes[t] for t in fired), key=lambda t: t.order)][:max_cards]
 
 
@@ -209,7 +225,7 @@ def render_cards(
 ) -> list[dict[str, Any]]:
     """Cards in theme order (critical first), at most `max_cards`."""
     by_theme: dict[str, list[Match]] = {}
-    for match in evaluation.matches:
+    for match in evaluation.all_matches:
         by_theme.setdefault(match.rule.theme, []).append(match)
     cards = []
     older = list(evaluation.older)

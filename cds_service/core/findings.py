@@ -1,10 +1,15 @@
 """Extract coded findings from the patient's FHIR resources.
 
-Candidates are picked on the raw JSON by a set lookup of their codes; only those are parsed
-with the FHIR R4 models (`fhir.resources.R4B`), which costs about 100 µs a resource. A resource
-that does not validate, or is about another patient, is skipped and reported, never fatal.
-Record states that mean "not a finding" (entered in error, refuted, resolved, absent, …) are
-applied here, before any rule sees the data.
+Candidates are picked on the raw JSON by a set lookup of their codes. Conditions and the
+Observations that record a finding are then read from the raw JSON with plain type checks: what
+can be read is read, what cannot is noted, and nothing raises. A resource that matches a red-flag
+code but cannot be read at all is kept as an unreadable record to verify, never dropped silently.
+Results (labs, scores) are parsed with the FHIR R4 models (`fhir.resources.R4B`); an element
+that does not validate is left out and the rest is read.
+
+Record states that mean "not a finding" (entered in error, refuted, resolved, abated, recorded
+absent) are applied here, before any rule sees the data. The same finding (same code) recorded
+several times is one finding with every reference (see `merge_findings`).
 """
 
 from __future__ import annotations
@@ -14,57 +19,32 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from fhir.resources.R4B.condition import Condition
 from fhir.resources.R4B.observation import Observation
 from pydantic import ValidationError
 
 from .codes import CANONICAL_SYSTEMS, ICD10CM, LOINC, normalize_code, normalize_system
+from .dates import Limits, abatement_day, birth_date, onset_day, parse_day
 from .knowledge import Coding, KnowledgeBase
 from .labs import Reading, read_measure
-from .records import about_patient, resource_reference, to_date
+from .records import patient_id_of, resource_reference
 
-MODELS = {"Condition": Condition, "Observation": Observation}
-#: The elements the rules read, per resource type. Only these are validated and parsed: a
-#: malformed element that no rule reads (a narrative, a performer) never hides a red flag, and
-#: validation costs less.
-READ_ELEMENTS = {
-    "Condition": (
-        "resourceType",
-        "id",
-        "subject",
-        "code",
-        "clinicalStatus",
-        "verificationStatus",
-        "onsetDateTime",
-        "onsetPeriod",
-        "onsetAge",
-        "onsetRange",
-        "onsetString",
-        "recordedDate",
-        "abatementDateTime",
-        "abatementAge",
-        "abatementPeriod",
-        "abatementRange",
-        "abatementString",
-    ),
-    "Observation": (
-        "resourceType",
-        "id",
-        "subject",
-        "status",
-        "code",
-        "valueQuantity",
-        "valueCodeableConcept",
-        "valueBoolean",
-        "dataAbsentReason",
-        "interpretation",
-        "referenceRange",
-        "effectiveDateTime",
-        "effectivePeriod",
-        "effectiveInstant",
-        "issued",
-    ),
-}
+#: The FHIR models parsed here (results only); built at start-up so the first call is not slower.
+MODELS = {"Observation": Observation}
+#: The elements a lab or score reading needs; only these are validated.
+MEASURE_ELEMENTS = (
+    "resourceType",
+    "id",
+    "status",
+    "code",
+    "valueQuantity",
+    "dataAbsentReason",
+    "interpretation",
+    "referenceRange",
+)
+#: clinicalStatus codes that say a condition has come back after a remission or resolution.
+RECURRING_STATUSES = frozenset({"recurrence", "relapse"})
+#: How a finding's newness is known: from its onset, from its recording (no onset given), or not.
+ONSET, RECORDED, UNKNOWN = "onset", "recorded", "unknown"
 
 
 @dataclass(frozen=True)
@@ -77,20 +57,41 @@ class Dated:
 
 @dataclass(frozen=True)
 class Finding:
-    """A coded condition or observation that is present and current for the patient."""
+    """A coded condition or observation that is present and current for the patient.
 
-    reference: str
+    `when` is the day that decides whether it is new: its onset when one is given and readable,
+    else (no onset at all) its recording date. When the onset is given but cannot be read, or no
+    date can be read, `when` is None and `not_after` is the earliest recording date, if any: the
+    finding began no later than that. `review` is set for a record that is listed for the
+    clinician but counts as neither present nor absent: "text" (free text, an uncoded value),
+    "unknown" (dataAbsentReason) or "unreadable".
+    """
+
+    references: tuple[str, ...]
     resource_type: str
     valuesets: frozenset[str]
     coding: Coding
     dates: tuple[Dated, ...]  # clinical date first (onset / taken), then recorded / reported
     clinical_status: str | None = None
     qualifier: str | None = None  # e.g. "provisional", "recurrence"
+    when: dt.date | None = None
+    timing: str = UNKNOWN  # ONSET | RECORDED | UNKNOWN
+    not_after: dt.date | None = None
+    notes: tuple[str, ...] = ()
+    review: str | None = None
+
+    @property
+    def reference(self) -> str:
+        return self.references[0]
 
     @property
     def date(self) -> dt.date | None:
-        """The clinical date: onset (taken) when known, else the recording date."""
-        return self.dates[0].day if self.dates else None
+        """The day that decides newness (see the class docstring)."""
+        return self.when
+
+    @property
+    def recurring(self) -> bool:
+        return self.clinical_status in RECURRING_STATUSES
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,8 @@ class Skipped:
 @dataclass
 class PatientFindings:
     findings: list[Finding] = field(default_factory=list)
+    #: records of a finding listed for the clinician to read or verify (`Finding.review` set)
+    to_review: list[Finding] = field(default_factory=list)
     measurements: list[Measurement] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     examined: int = 0
@@ -132,6 +135,18 @@ def _lookup(kb: KnowledgeBase, system: str, code: str) -> tuple[str, str, frozen
     return system, code, hits
 
 
+def _codings(concept: object) -> list[dict[str, Any]]:
+    """The codings of a raw CodeableConcept; a lone coding object (a wrong type) is read too."""
+    if type(concept) is not dict:
+        return []
+    codings = concept.get("coding")
+    if type(codings) is dict:
+        codings = [codings]
+    if type(codings) is not list:
+        return []
+    return [c for c in codings if type(c) is dict]
+
+
 def _matching_valuesets(
     kb: KnowledgeBase, concepts: Iterable[object]
 ) -> tuple[frozenset[str], Coding | None]:
@@ -142,14 +157,7 @@ def _matching_valuesets(
     valuesets: frozenset[str] = frozenset()
     first: Coding | None = None
     for concept in concepts:
-        if type(concept) is not dict:
-            continue
-        codings = concept.get("coding")
-        if type(codings) is not list:
-            continue
-        for coding in codings:
-            if type(coding) is not dict:
-                continue
+        for coding in _codings(concept):
             system, code = coding.get("system"), coding.get("code")
             if type(system) is not str or type(code) is not str:
                 continue
@@ -172,10 +180,8 @@ def _knowledge_display(kb: KnowledgeBase, valuesets: frozenset[str], code: str) 
 
 
 def _measure_coding(kb: KnowledgeBase, concept: object) -> tuple[str, Coding] | None:
-    if type(concept) is not dict or type(concept.get("coding")) is not list:
-        return None
-    for coding in concept["coding"]:
-        if type(coding) is not dict or coding.get("code") not in kb.measure_index:
+    for coding in _codings(concept):
+        if coding.get("code") not in kb.measure_index:
             continue
         if normalize_system(coding.get("system")) != LOINC:
             continue
@@ -186,142 +192,266 @@ def _measure_coding(kb: KnowledgeBase, concept: object) -> tuple[str, Coding] | 
     return None
 
 
-def _validate(resource: Mapping[str, Any]) -> Any:
-    """The FHIR R4 model of the elements the rules read (a ValidationError when malformed)."""
-    rtype = resource["resourceType"]
-    read = {k: resource[k] for k in READ_ELEMENTS[rtype] if k in resource}
-    return MODELS[rtype].model_validate(read)
-
-
-def _dated(
-    candidates: Iterable[tuple[object, str]], today: dt.date, tolerance: dt.timedelta
-) -> tuple[Dated, ...]:
-    """The usable dates among (value, kind) candidates, in order; far-future dates are unusable."""
-    latest_allowed = today + tolerance
-    out = []
-    for value, kind in candidates:
-        day = to_date(value, today)
-        if day is not None and day <= latest_allowed and kind not in (d.kind for d in out):
-            out.append(Dated(kind, day))
-    return tuple(out)
-
-
-def _model_code(concept: Any) -> str | None:
-    """The first code of a parsed CodeableConcept (status elements)."""
-    for coding in (concept.coding or []) if concept is not None else []:
-        if coding.code:
-            return str(coding.code)
+def _first_code(concept: object) -> str | None:
+    """The first code of a raw status CodeableConcept (a bare code string is read too)."""
+    if type(concept) is str:
+        return concept.strip() or None
+    for coding in _codings(concept):
+        if type(coding.get("code")) is str and coding["code"].strip():
+            return coding["code"].strip()
     return None
 
 
+def _short(value: object, limit: int = 80) -> str:
+    text = value if type(value) is str else repr(value)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What every record of one call is read against."""
+
+    kb: KnowledgeBase
+    patient_id: str
+    limits: Limits
+    birth: dt.date | None
+
+
+def _reference(resource: Mapping[str, Any]) -> str:
+    return resource_reference(resource)
+
+
 def _condition_finding(
-    kb: KnowledgeBase, cond: Condition, valuesets: frozenset[str], coding: Coding, today: dt.date
+    ctx: _Context, res: Mapping[str, Any], valuesets: frozenset[str], coding: Coding
 ) -> Finding | str:
-    policy = kb.policy
-    verification = _model_code(cond.verificationStatus)
-    clinical = _model_code(cond.clinicalStatus)
+    """A Condition read from raw JSON: a Finding, or why it is not one."""
+    policy = ctx.kb.policy
+    notes: list[str] = []
+    verification = _first_code(res.get("verificationStatus"))
+    clinical = _first_code(res.get("clinicalStatus"))
+    if "verificationStatus" in res and verification is None:
+        notes.append("verification status unreadable")
+    if "clinicalStatus" in res and clinical is None:
+        notes.append("clinical status unreadable")
     if verification in policy.excluded_verification:
         return f"verification status {verification}"
     if clinical in policy.excluded_clinical:
         return f"clinical status {clinical}"
-    abated = any(
-        getattr(cond, name) is not None
-        for name in (
-            "abatementDateTime",
-            "abatementAge",
-            "abatementPeriod",
-            "abatementRange",
-            "abatementString",
-        )
+    abated_by, abated_on = abatement_day(res, ctx.birth, ctx.limits)
+    if abated_by and clinical not in RECURRING_STATUSES:
+        if abated_on is not None and abated_on <= ctx.limits.today:
+            return f"abated {abated_on.isoformat()}"
+        if abated_on is None and clinical is None and policy.abatement_ends_condition:
+            return "abated"
+    onset_by, onset_on = onset_day(res, ctx.birth, ctx.limits)
+    recorded = parse_day(res.get("recordedDate"), ctx.limits)
+    if "recordedDate" in res and recorded is None:
+        notes.append(f"recorded date unreadable ({_short(res['recordedDate'])})")
+    if onset_by == "onsetString":
+        notes.append(f"onset as text: {_short(res[onset_by])}")
+    elif onset_by and onset_on is None:
+        notes.append(f"onset unreadable ({_short(res[onset_by])})")
+    dates = tuple(
+        Dated(kind, day) for kind, day in (("onset", onset_on), ("recorded", recorded)) if day
     )
-    if clinical is None and abated and policy.abatement_ends_condition:
-        return "abated"
-    onset = cond.onsetDateTime or (cond.onsetPeriod.start if cond.onsetPeriod else None)
-    tolerance = dt.timedelta(hours=policy.future_tolerance_hours)
-    dates = _dated([(onset, "onset"), (cond.recordedDate, "recorded")], today, tolerance)
+    if onset_on is not None:
+        when, timing, not_after = onset_on, ONSET, None
+    elif onset_by is None and recorded is not None:
+        when, timing, not_after = recorded, RECORDED, None
+    else:
+        when, timing, not_after = None, UNKNOWN, recorded
     qualifier = verification if verification not in (None, "confirmed") else None
-    if clinical in ("recurrence", "relapse"):
+    if clinical in RECURRING_STATUSES:
         qualifier = clinical
     return Finding(
-        reference=f"Condition/{cond.id}" if cond.id else "Condition (no id)",
+        references=(_reference(res),),
         resource_type="Condition",
         valuesets=valuesets,
         coding=coding,
         dates=dates,
         clinical_status=clinical,
         qualifier=qualifier,
+        when=when,
+        timing=timing,
+        not_after=not_after,
+        notes=tuple(notes),
     )
 
 
-def _observation_dates(kb: KnowledgeBase, obs: Observation, today: dt.date) -> tuple[Dated, ...]:
-    start = obs.effectivePeriod.start if obs.effectivePeriod else None
-    tolerance = dt.timedelta(hours=kb.policy.future_tolerance_hours)
+def _observation_dates(ctx: _Context, res: Mapping[str, Any]) -> tuple[Dated, ...]:
+    period = res.get("effectivePeriod")
     candidates = [
-        (obs.effectiveDateTime, "taken"),
-        (obs.effectiveInstant, "taken"),
-        (start, "taken"),
-        (obs.issued, "reported"),
+        (res.get("effectiveDateTime"), "taken"),
+        (res.get("effectiveInstant"), "taken"),
+        (period.get("start") if type(period) is dict else None, "taken"),
+        (res.get("issued"), "reported"),
     ]
-    return _dated(candidates, today, tolerance)
+    out: list[Dated] = []
+    for value, kind in candidates:
+        day = parse_day(value, ctx.limits)
+        if day is not None and kind not in (d.kind for d in out):
+            out.append(Dated(kind, day))
+    return tuple(out)
 
 
-def _interpretation_codes(obs: Observation) -> frozenset[str]:
-    codes = set()
-    for concept in obs.interpretation or []:
-        codes.update(c.code for c in concept.coding or [] if c.code)
-    return frozenset(codes)
+def _interpretation_codes(res: Mapping[str, Any]) -> frozenset[str]:
+    concepts = res.get("interpretation")
+    if type(concepts) is not list:
+        return frozenset()
+    return frozenset(
+        c["code"] for concept in concepts for c in _codings(concept) if type(c.get("code")) is str
+    )
 
 
-def _absence_reason(kb: KnowledgeBase, obs: Observation) -> str | None:
-    """Why an observation of a finding records it as absent, or None when it is present."""
-    if obs.dataAbsentReason is not None:
-        return "data absent"
-    if obs.valueBoolean is False:
-        return "recorded as absent (valueBoolean false)"
-    if obs.valueCodeableConcept is not None:
-        for coding in obs.valueCodeableConcept.coding or []:
-            system = normalize_system(coding.system)
-            if (system, normalize_code(system, coding.code)) in kb.policy.absent_values:
-                return "recorded as absent"
-    if _interpretation_codes(obs) & kb.policy.negative_interpretations:
-        return "interpreted as negative"
+def _coded_value(kb: KnowledgeBase, concept: object) -> str | None:
+    """How a coded value reads: "absent", "unknown", "present", or None when it has no code."""
+    codes = [
+        (normalize_system(c.get("system")), c.get("code"))
+        for c in _codings(concept)
+        if type(c.get("code")) is str
+    ]
+    if not codes:
+        return None
+    keyed = {(system, normalize_code(system, code)) for system, code in codes}
+    if keyed & kb.policy.absent_values:
+        return "absent"
+    if keyed & kb.policy.unknown_values:
+        return "unknown"
+    return "present"
+
+
+def _value_text(res: Mapping[str, Any]) -> str | None:
+    """The free text of an Observation about a finding: valueString, an uncoded value, a note."""
+    for name, value in res.items():
+        if not name.startswith("value") or name in ("valueBoolean", "valueCodeableConcept"):
+            continue
+        return f"{name} {_short(value)}"
+    concept = res.get("valueCodeableConcept")
+    if type(concept) is dict and type(concept.get("text")) is str:
+        return f"valueCodeableConcept text {_short(concept['text'])}"
+    notes = res.get("note")
+    if type(notes) is list:
+        texts = [n["text"] for n in notes if type(n) is dict and type(n.get("text")) is str]
+        if texts:
+            return f"note {_short(' / '.join(texts))}"
     return None
 
 
+def _observation_reading(
+    kb: KnowledgeBase, res: Mapping[str, Any], value_matched: bool
+) -> tuple[str, str | None]:
+    """Whether an observation records its finding as "present", "absent", "unknown" or "text".
+
+    Only a coded value or a boolean says present or absent; free text says neither.
+    """
+    if value_matched:
+        return "present", None  # the value itself is the finding (e.g. an AVPU response)
+    if "dataAbsentReason" in res:
+        reason = _first_code(res.get("dataAbsentReason")) or "unreadable"
+        return "unknown", f"data absent ({_short(reason)})"
+    value = res.get("valueBoolean")
+    if type(value) is bool:
+        return ("present" if value else "absent"), None
+    coded = _coded_value(kb, res.get("valueCodeableConcept"))
+    if coded == "unknown":
+        return "unknown", "value recorded as unknown"
+    if coded is not None:
+        return coded, None
+    if _interpretation_codes(res) & kb.policy.negative_interpretations:
+        return "absent", None
+    text = _value_text(res)
+    if text is not None:
+        return "text", text
+    return "present", None  # the observation of the finding itself, with no value
+
+
 def _observation_finding(
-    kb: KnowledgeBase, obs: Observation, valuesets: frozenset[str], coding: Coding, today: dt.date
+    ctx: _Context,
+    res: Mapping[str, Any],
+    valuesets: frozenset[str],
+    coding: Coding,
+    value_matched: bool,
 ) -> Finding | str:
-    if obs.status in kb.policy.excluded_observation_status:
-        return f"status {obs.status}"
-    absent = _absence_reason(kb, obs)
-    if absent:
-        return absent
+    status = res.get("status")
+    if status in ctx.kb.policy.excluded_observation_status:
+        return f"status {status}"
+    reading, text = _observation_reading(ctx.kb, res, value_matched)
+    if reading == "absent":
+        return "recorded as absent"
+    dates = _observation_dates(ctx, res)
+    notes = (text,) if text else ()
+    if type(status) is not str:
+        notes += ("status unreadable",)
     return Finding(
-        reference=f"Observation/{obs.id}" if obs.id else "Observation (no id)",
+        references=(_reference(res),),
         resource_type="Observation",
         valuesets=valuesets,
         coding=coding,
-        dates=_observation_dates(kb, obs, today),
-        qualifier="preliminary" if obs.status == "preliminary" else None,
+        dates=dates,
+        qualifier="preliminary" if status == "preliminary" else None,
+        when=dates[0].day if dates else None,
+        timing=RECORDED if dates else UNKNOWN,
+        notes=notes,
+        review=None if reading == "present" else reading,
     )
 
 
+def _unreadable(
+    res: Mapping[str, Any], valuesets: frozenset[str], coding: Coding, why: str
+) -> Finding:
+    """A record holding a finding's code that cannot be read: to be verified by the clinician."""
+    rtype = res.get("resourceType")
+    return Finding(
+        references=(_reference(res),),
+        resource_type=rtype if type(rtype) is str else "Resource",
+        valuesets=valuesets,
+        coding=coding,
+        dates=(),
+        notes=(why,),
+        review="unreadable",
+    )
+
+
+def _validate_measure(res: Mapping[str, Any]) -> tuple[Observation, list[str]]:
+    """The Observation model of a result's elements; elements that do not validate are left out."""
+    read = {k: res[k] for k in MEASURE_ELEMENTS if k in res}
+    dropped: list[str] = []
+    while True:
+        try:
+            return Observation.model_validate(read), dropped
+        except ValidationError as exc:
+            bad = {str(e["loc"][0]) for e in exc.errors() if e["loc"]} & (
+                set(read) - {"resourceType", "code"}
+            )
+            if not bad:
+                raise
+            for name in bad:
+                read.pop(name)
+                dropped.append(name)
+
+
 def _measurement(
-    kb: KnowledgeBase, obs: Observation, measure_id: str, coding: Coding, today: dt.date
+    ctx: _Context, res: Mapping[str, Any], measure_id: str, coding: Coding
 ) -> Measurement | str:
-    if obs.status in kb.policy.excluded_observation_status:
-        return f"status {obs.status}"
-    if obs.dataAbsentReason is not None:
+    status = res.get("status")
+    if status in ctx.kb.policy.excluded_observation_status:
+        return f"status {status}"
+    if "dataAbsentReason" in res:
         return "data absent"
-    reading = read_measure(kb.measures[measure_id], obs, _interpretation_codes(obs))
+    try:
+        obs, _ = _validate_measure(res)
+    except ValidationError as exc:
+        return _first_error(exc)
+    reading = read_measure(ctx.kb.measures[measure_id], obs, _interpretation_codes(res))
     if reading is None:
         return "no quantity value"
     return Measurement(
-        reference=f"Observation/{obs.id}" if obs.id else "Observation (no id)",
+        reference=_reference(res),
         measure=measure_id,
         coding=coding,
         reading=reading,
-        dates=_observation_dates(kb, obs, today),
+        dates=_observation_dates(ctx, res),
     )
 
 
@@ -332,45 +462,138 @@ def _first_error(exc: ValidationError) -> str:
     return f"invalid FHIR R4 {where}: {errors[0]['msg'] if errors else ''}".strip()
 
 
+def _call_context(
+    kb: KnowledgeBase, resources: list[Mapping[str, Any]], patient_id: str, today: dt.date
+) -> _Context:
+    birth = None
+    for res in resources:
+        if (
+            type(res) is dict
+            and res.get("resourceType") == "Patient"
+            and res.get("id") == patient_id
+        ):
+            birth = birth_date(res.get("birthDate"), today)
+    earliest = max(dt.date(kb.policy.earliest_clinical_year, 1, 1), birth or dt.date.min)
+    latest = today + dt.timedelta(hours=kb.policy.future_tolerance_hours)
+    return _Context(kb, patient_id, Limits(today, earliest, latest), birth)
+
+
+def _subject_problem(res: Mapping[str, Any], patient_id: str) -> str | None:
+    """None when the record is the patient's; else "other" or why its subject cannot be read."""
+    subject = res.get("subject", res.get("patient"))
+    named = patient_id_of(subject)
+    if named == patient_id:
+        return None
+    if named is not None:
+        return "other"
+    return "subject unreadable or missing"
+
+
+def _read_one(ctx: _Context, res: Mapping[str, Any], out: PatientFindings) -> None:
+    rtype = res.get("resourceType")
+    concepts: list[object] = [res.get("code")]
+    valuesets, coding = _matching_valuesets(ctx.kb, concepts)
+    value_matched = False
+    measure = None
+    if rtype == "Observation":
+        measure = _measure_coding(ctx.kb, res.get("code"))
+        if coding is None:
+            valuesets, coding = _matching_valuesets(ctx.kb, [res.get("valueCodeableConcept")])
+            value_matched = coding is not None
+    if coding is None and measure is None:
+        return
+    reference = _reference(res)
+    problem = _subject_problem(res, ctx.patient_id)
+    if problem == "other":
+        out.skipped.append(Skipped(reference, "about another patient"))
+        return
+    if problem is not None:
+        if coding is not None:
+            out.to_review.append(_unreadable(res, valuesets, coding, problem))
+        out.skipped.append(Skipped(reference, problem))
+        return
+    results: list[Finding | Measurement | str] = []
+    if coding is not None:
+        try:
+            if rtype == "Condition":
+                results.append(_condition_finding(ctx, res, valuesets, coding))
+            else:
+                results.append(_observation_finding(ctx, res, valuesets, coding, value_matched))
+        except Exception as exc:  # a record that cannot be read is shown, not fatal
+            results.append(
+                _unreadable(res, valuesets, coding, f"cannot be read ({type(exc).__name__})")
+            )
+    if measure is not None:
+        try:
+            results.append(_measurement(ctx, res, measure[0], measure[1]))
+        except Exception as exc:
+            results.append(f"result cannot be read ({type(exc).__name__})")
+    for result in results:
+        if isinstance(result, str):
+            out.skipped.append(Skipped(reference, result))
+        elif isinstance(result, Measurement):
+            out.measurements.append(result)
+        elif result.review is not None:
+            out.to_review.append(result)
+        else:
+            out.findings.append(result)
+
+
 def extract_findings(
     kb: KnowledgeBase, resources: Iterable[Mapping[str, Any]], patient_id: str, today: dt.date
 ) -> PatientFindings:
     """The patient's findings and measurements; everything else is skipped or ignored."""
+    resources = list(resources)
+    ctx = _call_context(kb, resources, patient_id, today)
     out = PatientFindings()
     for resource in resources:
         out.examined += 1
-        rtype = resource.get("resourceType")
-        if rtype not in MODELS:
+        if type(resource) is not dict or resource.get("resourceType") not in (
+            "Condition",
+            "Observation",
+        ):
             continue
-        concepts = [resource.get("code")]
-        if rtype == "Observation":
-            concepts.append(resource.get("valueCodeableConcept"))
-            measure = _measure_coding(kb, resource.get("code"))
-        else:
-            measure = None
-        valuesets, coding = _matching_valuesets(kb, concepts)
-        if coding is None and measure is None:
-            continue
-        reference = resource_reference(resource)
-        if not about_patient(resource, patient_id):
-            out.skipped.append(Skipped(reference, "about another patient or no subject"))
-            continue
-        try:
-            model = _validate(resource)
-        except ValidationError as exc:
-            out.skipped.append(Skipped(reference, _first_error(exc)))
-            continue
-        results: list[Finding | Measurement | str] = []
-        if coding is not None:
-            builder = _condition_finding if rtype == "Condition" else _observation_finding
-            results.append(builder(kb, model, valuesets, coding, today))
-        if measure is not None:
-            results.append(_measurement(kb, model, measure[0], measure[1], today))
-        for result in results:
-            if isinstance(result, str):
-                out.skipped.append(Skipped(reference, result))
-            elif isinstance(result, Finding):
-                out.findings.append(result)
-            else:
-                out.measurements.append(result)
+        _read_one(ctx, resource, out)
+    out.findings = merge_findings(out.findings)
     return out
+
+
+def merge_findings(findings: list[Finding]) -> list[Finding]:
+    """One finding per code, with the references of every record of it (in order of first sight).
+
+    Newness of the merged finding: a record with a readable onset that is newer than every other
+    such onset is a new episode, so the latest readable onset decides; without any readable
+    onset, the earliest recording decides (the same finding recorded again is not new).
+    """
+    groups: dict[tuple[str, str], list[Finding]] = {}
+    for finding in findings:
+        groups.setdefault((finding.coding.system, finding.coding.code), []).append(finding)
+    return [group[0] if len(group) == 1 else _merge(group) for group in groups.values()]
+
+
+def _merge(group: list[Finding]) -> Finding:
+    onsets = [f.when for f in group if f.timing == ONSET and f.when]
+    recordings = [f.when for f in group if f.timing == RECORDED and f.when]
+    not_afters = [f.not_after for f in group if f.not_after]
+    if onsets:
+        when, timing, not_after = max(onsets), ONSET, None
+    elif recordings:
+        when, timing, not_after = min(recordings), RECORDED, None
+    else:
+        when, timing, not_after = None, UNKNOWN, min(not_afters, default=None)
+    statuses = [f.clinical_status for f in group if f.clinical_status]
+    active = [s for s in statuses if s in RECURRING_STATUSES] or statuses
+    first = group[0]
+    return Finding(
+        references=tuple(dict.fromkeys(r for f in group for r in f.references)),
+        resource_type=first.resource_type,
+        valuesets=frozenset().union(*(f.valuesets for f in group)),
+        coding=first.coding,
+        dates=tuple(dict.fromkeys(d for f in group for d in f.dates)),
+        clinical_status=active[0] if active else None,
+        qualifier=next((f.qualifier for f in group if f.qualifier), None),
+        when=when,
+        timing=timing,
+        not_after=not_after,
+        notes=tuple(dict.fromkeys(n for f in group for n in f.notes)),
+    )

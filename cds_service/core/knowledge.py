@@ -52,6 +52,29 @@ class Requirement:
     valuesets: tuple[str, ...]
     within_days: int | None
     or_active: bool = False
+    criterion: str | None = None  # the shared criterion it comes from, if any
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """A named requirement of criteria.yaml, shared by the rules that reference it."""
+
+    id: str
+    title: str
+    requirement: Requirement
+    quote: str
+    guideline: str | None
+
+
+@dataclass(frozen=True)
+class ReviewKind:
+    """How records to verify or read (not counted as present) are shown: theme, words, why."""
+
+    kind: str
+    theme: str
+    summary: str  # with {concept}
+    action: str
+    why: str
 
 
 @dataclass(frozen=True)
@@ -74,6 +97,9 @@ class Rule:
     new_within_days: int | None
     min_age_days: int | None
     older: str
+    active_for_days: int | None
+    or_recurring: bool
+    new_by_recording: bool
     requires: tuple[Requirement, ...]
     unless_themes: tuple[str, ...]
     action: str
@@ -159,8 +185,10 @@ class Policy:
     abatement_ends_condition: bool
     excluded_observation_status: frozenset[str]
     absent_values: frozenset[tuple[str, str]]
+    unknown_values: frozenset[tuple[str, str]]
     negative_interpretations: frozenset[str]
     future_tolerance_hours: int
+    earliest_clinical_year: int
 
 
 @dataclass(frozen=True)
@@ -175,6 +203,8 @@ class KnowledgeBase:
     article: Article
     guidelines: Mapping[str, Guideline]
     context_line: str
+    criteria: Mapping[str, Criterion]
+    review: Mapping[str, ReviewKind]
     #: (system URI, normalised code) -> ids of the value sets holding it
     code_index: Mapping[tuple[str, str], frozenset[str]]
     #: LOINC code -> measure id
@@ -237,8 +267,43 @@ def _expansion_problems(vs_doc: Mapping[str, Any], expansion: Mapping[str, Any])
     return problems
 
 
-def _compile_rule(doc: Mapping[str, Any]) -> Rule:
+def _compile_criterion(criterion_id: str, doc: Mapping[str, Any]) -> Criterion:
+    return Criterion(
+        id=criterion_id,
+        title=doc["title"],
+        requirement=Requirement(
+            valuesets=tuple(doc["valuesets"]),
+            within_days=doc["within_days"],
+            or_active=doc.get("or_active", False),
+            criterion=criterion_id,
+        ),
+        quote=doc["source"]["quote"],
+        guideline=doc["source"].get("guideline"),
+    )
+
+
+def _compile_requirement(
+    doc: Mapping[str, Any], criteria: Mapping[str, Criterion], problems: list[str], where: str
+) -> Requirement | None:
+    if "criterion" in doc:
+        criterion = criteria.get(doc["criterion"])
+        if criterion is None:
+            problems.append(f"{where}: unknown criterion {doc['criterion']!r}")
+            return None
+        return criterion.requirement
+    return Requirement(
+        valuesets=tuple(doc["valuesets"]),
+        within_days=doc["within_days"],
+        or_active=doc.get("or_active", False),
+    )
+
+
+def _compile_rule(
+    doc: Mapping[str, Any], criteria: Mapping[str, Criterion], problems: list[str]
+) -> Rule:
     finding = doc["finding"]
+    where = f"rules/{doc['id']}"
+    requires = [_compile_requirement(r, criteria, problems, where) for r in doc["requires"]]
     return Rule(
         id=doc["id"],
         title=doc["title"],
@@ -251,14 +316,10 @@ def _compile_rule(doc: Mapping[str, Any]) -> Rule:
         new_within_days=finding.get("new_within_days"),
         min_age_days=finding.get("min_age_days"),
         older=finding.get("older", "ignore"),
-        requires=tuple(
-            Requirement(
-                valuesets=tuple(r["valuesets"]),
-                within_days=r["within_days"],
-                or_active=r.get("or_active", False),
-            )
-            for r in doc["requires"]
-        ),
+        active_for_days=finding.get("active_for_days"),
+        or_recurring=finding.get("or_recurring", False),
+        new_by_recording=finding.get("new_by_recording", False),
+        requires=tuple(r for r in requires if r is not None),
         unless_themes=tuple(doc.get("unless_themes", ())),
         action=" ".join(doc["action"].split()),
         source=RuleSource(
@@ -316,8 +377,10 @@ def _compile_policy(doc: Mapping[str, Any]) -> Policy:
         abatement_ends_condition=doc["conditions"]["abatement_ends_condition"],
         excluded_observation_status=frozenset(doc["observations"]["excluded_status"]),
         absent_values=frozenset((v["system"], v["code"]) for v in doc["absent_values"]),
+        unknown_values=frozenset((v["system"], v["code"]) for v in doc["unknown_values"]),
         negative_interpretations=frozenset(doc["negative_interpretations"]),
         future_tolerance_hours=doc["future_tolerance_hours"],
+        earliest_clinical_year=doc["earliest_clinical_year"],
     )
 
 
@@ -365,6 +428,27 @@ def _reference_problems(
     return problems
 
 
+def _criteria_problems(
+    criteria: Mapping[str, Criterion],
+    valuesets: Mapping[str, ValueSet],
+    guidelines: Mapping[str, Guideline],
+    article_text: str,
+) -> list[str]:
+    problems = []
+    for criterion in criteria.values():
+        where = f"criteria.yaml: {criterion.id}"
+        problems += [
+            f"{where}: unknown value set {v!r}"
+            for v in criterion.requirement.valuesets
+            if v not in valuesets
+        ]
+        if criterion.guideline and criterion.guideline not in guidelines:
+            problems.append(f"{where}: unknown guideline {criterion.guideline!r}")
+        if not quote_in_article(criterion.quote, article_text):
+            problems.append(f"{where}: source quote is not in the article: {criterion.quote!r}")
+    return problems
+
+
 def _summary_problems(rules: list[Rule], themes: Mapping[str, Theme]) -> list[str]:
     """Every card summary a theme can produce must stay under 140 characters."""
     problems = []
@@ -396,7 +480,7 @@ def compile_knowledge(docs: Mapping[str, Any]) -> KnowledgeBase:
     """Validate and compile parsed knowledge documents into a `KnowledgeBase`."""
     schemas = docs["schemas"]
     problems: list[str] = []
-    for name in ("sources", "policy", "labs", "themes", "services"):
+    for name in ("sources", "policy", "labs", "themes", "services", "criteria"):
         problems += _schema_problems(f"{name}.yaml", docs[name], schemas[name])
     for name, doc in docs["valuesets"].items():
         problems += _schema_problems(f"valuesets/{name}", doc, schemas["valueset"])
@@ -453,8 +537,29 @@ def compile_knowledge(docs: Mapping[str, Any]) -> KnowledgeBase:
     if hashlib.sha256(article_text.encode()).hexdigest() != art["text_sha256"]:
         problems.append("sources.yaml: the article text does not match text_sha256")
 
-    rules = [_compile_rule(doc) for doc in docs["rules"].values() if doc.get("enabled", True)]
+    criteria = {cid: _compile_criterion(cid, c) for cid, c in docs["criteria"]["criteria"].items()}
+    problems += _criteria_problems(criteria, valuesets, guidelines, article_text)
+    rules = [
+        _compile_rule(doc, criteria, problems)
+        for doc in docs["rules"].values()
+        if doc.get("enabled", True)
+    ]
     problems += _reference_problems(rules, valuesets, themes, measures, guidelines, article_text)
+    review = {
+        kind: ReviewKind(
+            kind,
+            r["theme"],
+            r["summary"],
+            " ".join(r["action"].split()),
+            " ".join(r["why"].split()),
+        )
+        for kind, r in docs["themes"]["review"].items()
+    }
+    problems += [
+        f"themes.yaml: review {r.kind}: unknown theme {r.theme!r}"
+        for r in review.values()
+        if r.theme not in themes
+    ]
     problems += _summary_problems(rules, themes)
 
     prefetch = {
@@ -495,6 +600,8 @@ def compile_knowledge(docs: Mapping[str, Any]) -> KnowledgeBase:
         article=article,
         guidelines=MappingProxyType(guidelines),
         context_line=docs["themes"]["context_line"],
+        criteria=MappingProxyType(criteria),
+        review=MappingProxyType(review),
         code_index=MappingProxyType({k: frozenset(v) for k, v in code_index.items()}),
         measure_index=MappingProxyType(measure_index),
         version=_content_version(docs),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,25 +30,3 @@ def resource_reference(resource: Mapping[str, Any]) -> str:
     rid = resource.get("id")
     rtype = resource.get("resourceType", "Resource")
     return f"{rtype}/{rid}" if isinstance(rid, str) and rid else f"{rtype} (no id)"
-
-
-def to_date(value: object, today: dt.date) -> dt.date | None:
-    """The calendar date (UTC) of a FHIR date, dateTime or instant, parsed by the models.
-
-    A month-precision date ("2026-11") reads as the last day of that month (today at most), so
-    that a finding from this month is never taken for an old one; a year alone is too vague and
-    reads as unknown.
-    """
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(dt.UTC)
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    if isinstance(value, str):
-        match = re.fullmatch(r"(\d{4})-(\d{2})", value)
-        if match and 1 <= int(match[2]) <= 12:
-            year, month = int(match[1]), int(match[2])
-            first_of_next = dt.date(year + month // 12, month % 12 + 1, 1)
-            return min(first_of_next - dt.timedelta(days=1), today)
-    return None

@@ -1,12 +1,18 @@
-"""Evaluate the knowledge's rules against the patient's findings. Generic: no rule is named here."""
+"""Evaluate the knowledge's rules against the patient's findings. Generic: no rule is named here.
+
+The cost is linear in the number of findings: each requirement is met (or not) by a list of
+findings computed once per call, and each rule reads its findings once.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .findings import Finding, Measurement, PatientFindings
-from .knowledge import KnowledgeBase, Requirement, Rule
+from .knowledge import KnowledgeBase, Requirement, ReviewKind, Rule, RuleSource
 
 Evidence = Finding | Measurement
 #: clinicalStatus codes that say a condition is current (condition-clinical "active" and children)
@@ -34,6 +40,13 @@ class OlderFinding:
 class Evaluation:
     matches: tuple[Match, ...]
     older: tuple[OlderFinding, ...]
+    #: red-flag records to verify or read (onset unknown, unreadable, free text): never an alarm
+    review: tuple[Match, ...] = ()
+
+    @property
+    def all_matches(self) -> tuple[Match, ...]:
+        """The rule matches and the review lines, in card order of their themes."""
+        return self.matches + self.review
 
 
 def is_recent(item: Evidence, within_days: int | None, today: dt.date) -> bool:
@@ -43,11 +56,36 @@ def is_recent(item: Evidence, within_days: int | None, today: dt.date) -> bool:
     return any((today - dated.day).days <= within_days for dated in item.dates)
 
 
+def is_new(item: Evidence, within_days: int | None, today: dt.date) -> bool:
+    """New: the day that decides (onset, or recording without an onset) is in the window."""
+    if within_days is None:
+        return True
+    if isinstance(item, Measurement):
+        return is_recent(item, within_days, today)
+    return item.when is not None and (today - item.when).days <= within_days
+
+
+def is_undetermined(item: Finding, within_days: int | None, today: dt.date) -> bool:
+    """Whether it cannot be told if a finding is new: no readable onset, and no old recording."""
+    if within_days is None or item.when is not None:
+        return False
+    return item.not_after is None or (today - item.not_after).days <= within_days
+
+
 def is_established(item: Evidence, min_age_days: int | None, today: dt.date) -> bool:
     """Known for at least `min_age_days` (an undated diagnosis is taken as established)."""
     if min_age_days is None or not item.dates:
         return True
     return (today - min(d.day for d in item.dates)).days >= min_age_days
+
+
+def is_persistent(rule: Rule, item: Finding, today: dt.date) -> bool:
+    """Active by its clinical status for at least `active_for_days`, or (if allowed) recurring."""
+    if rule.or_recurring and item.recurring:
+        return True
+    if item.clinical_status not in ACTIVE_STATUSES or not item.dates:
+        return False
+    return (today - min(d.day for d in item.dates)).days >= (rule.active_for_days or 0)
 
 
 def _meets(requirement: Requirement, finding: Finding, today: dt.date) -> bool:
@@ -58,21 +96,33 @@ def _meets(requirement: Requirement, finding: Finding, today: dt.date) -> bool:
     return is_recent(finding, requirement.within_days, today)
 
 
-def _context_for(
-    rule: Rule, trigger: Evidence, findings: list[Finding], today: dt.date
-) -> list[Finding] | None:
-    """The other findings meeting each requirement of a rule, or None when one is not met."""
-    context: list[Finding] = []
-    for requirement in rule.requires:
-        met = [
-            f
-            for f in findings
-            if f.reference != trigger.reference and _meets(requirement, f, today)
-        ]
-        if not met:
-            return None
-        context.extend(f for f in met if f not in context)
-    return context
+class _Requirements:
+    """The findings meeting each requirement, computed once per call."""
+
+    def __init__(self, findings: list[Finding], today: dt.date):
+        self._findings = findings
+        self._today = today
+        self._met: dict[Requirement, list[Finding]] = {}
+
+    def met(self, requirement: Requirement) -> list[Finding]:
+        if requirement not in self._met:
+            self._met[requirement] = [
+                f for f in self._findings if _meets(requirement, f, self._today)
+            ]
+        return self._met[requirement]
+
+    def context_for(self, rule: Rule, trigger: Evidence) -> list[Finding] | None:
+        """The other findings meeting each requirement of a rule, or None when one is not met."""
+        context: dict[int, Finding] = {}
+        for requirement in rule.requires:
+            met = self.met(requirement)
+            others = [f for f in met[:2] if f is not trigger]
+            if not others:
+                return None
+            for finding in met:
+                if finding is not trigger:
+                    context.setdefault(id(finding), finding)
+        return list(context.values())
 
 
 def _latest_measurements(
@@ -96,53 +146,139 @@ def _latest_measurements(
     return hits
 
 
+@dataclass
+class _RuleResult:
+    match: Match | None
+    older: list[Finding]
+    undetermined: list[tuple[Finding, tuple[Finding, ...]]]
+
+
+def _coded_findings(rule: Rule, findings: Iterable[Finding], today: dt.date) -> list[Finding]:
+    wanted = frozenset(rule.valuesets)
+    return [
+        f
+        for f in findings
+        if not f.valuesets.isdisjoint(wanted) and is_established(f, rule.min_age_days, today)
+    ]
+
+
 def _evaluate_rule(
-    rule: Rule, data: PatientFindings, today: dt.date
-) -> tuple[Match | None, list[OlderFinding]]:
-    findings = data.findings
+    rule: Rule, data: PatientFindings, req: _Requirements, today: dt.date
+) -> _RuleResult:
+    older: list[Finding] = []
+    undetermined: list[Finding] = []
     if rule.measures:
         triggers: list[Evidence] = list(_latest_measurements(rule, data.measurements, today))
-        older: list[Finding] = []
     else:
-        coded = [
-            f
-            for f in findings
-            if f.valuesets.intersection(rule.valuesets)
-            and is_established(f, rule.min_age_days, today)
-        ]
-        triggers = [f for f in coded if is_recent(f, rule.new_within_days, today)]
-        older = [f for f in coded if f not in triggers] if rule.older == "context" else []
+        triggers = []
+        for finding in _coded_findings(rule, data.findings, today):
+            if rule.active_for_days is not None or rule.or_recurring:
+                if is_persistent(rule, finding, today):
+                    triggers.append(finding)
+            elif is_new(finding, rule.new_within_days, today) or (
+                rule.new_by_recording and is_recent(finding, rule.new_within_days, today)
+            ):
+                triggers.append(finding)
+            elif rule.older != "context":
+                continue
+            elif is_undetermined(finding, rule.new_within_days, today):
+                undetermined.append(finding)
+            else:
+                older.append(finding)
     evidence: list[Evidence] = []
-    context: list[Finding] = []
+    context: dict[int, Finding] = {}
     for trigger in triggers:
-        met = _context_for(rule, trigger, findings, today)
+        met = req.context_for(rule, trigger)
         if met is not None:
             evidence.append(trigger)
-            context.extend(f for f in met if f not in context)
+            for finding in met:
+                context.setdefault(id(finding), finding)
     evidence_refs = {e.reference for e in evidence}
-    shown = tuple(f for f in context if f.reference not in evidence_refs)
+    shown = tuple(f for f in context.values() if f.reference not in evidence_refs)
     match = Match(rule, tuple(evidence), shown) if evidence else None
-    notes = [
-        OlderFinding(rule, f) for f in older if _context_for(rule, f, findings, today) is not None
+    return _RuleResult(
+        match,
+        [f for f in older if req.context_for(rule, f) is not None],
+        [(f, tuple(c)) for f in undetermined if (c := req.context_for(rule, f)) is not None],
+    )
+
+
+def _review_rule(rule: Rule, review: ReviewKind, concept: str) -> Rule:
+    """The rule as a line to verify or read: its theme, words and action are the review's."""
+    return dataclasses.replace(
+        rule,
+        id=f"{rule.id}:{review.kind}",
+        theme=review.theme,
+        summary=review.summary.format(concept=concept),
+        action=review.action,
+        unless_themes=(),
+        source=RuleSource(
+            quote=rule.source.quote, guideline=rule.source.guideline, window=review.why
+        ),
+    )
+
+
+def _concept(kb: KnowledgeBase, rule: Rule, finding: Finding) -> str:
+    for vs_id in rule.valuesets:
+        if vs_id in finding.valuesets:
+            return kb.valuesets[vs_id].title
+    return rule.title
+
+
+def _review_matches(
+    kb: KnowledgeBase,
+    red_flag_rules: list[Rule],
+    undetermined: list[tuple[Rule, Finding, tuple[Finding, ...]]],
+    to_review: list[Finding],
+    req: _Requirements,
+    seen: set[str],
+) -> list[Match]:
+    """One line per red-flag record to verify or read, under the first red-flag rule it fits."""
+    items: list[tuple[Rule, Finding, tuple[Finding, ...], str]] = [
+        (rule, f, ctx, "onset-unknown") for rule, f, ctx in undetermined
     ]
-    return match, notes
+    for finding in to_review:
+        for rule in red_flag_rules:
+            if finding.valuesets.isdisjoint(rule.valuesets):
+                continue
+            ctx = req.context_for(rule, finding)
+            if ctx is not None:
+                kind = "unreadable" if finding.review == "unreadable" else "text"
+                items.append((rule, finding, tuple(ctx), kind))
+                break
+    matches = []
+    for rule, finding, ctx, kind in items:
+        if finding.reference in seen:
+            continue
+        seen.add(finding.reference)
+        review_rule = _review_rule(rule, kb.review[kind], _concept(kb, rule, finding))
+        matches.append(Match(review_rule, (finding,), ctx))
+    return matches
 
 
 def evaluate(kb: KnowledgeBase, data: PatientFindings, today: dt.date) -> Evaluation:
-    """Every rule that fires, in card order, and the older red flags worth a line."""
+    """Every rule that fires, in card order, the older red flags worth a line, and the review."""
+    req = _Requirements(data.findings, today)
     matches: list[Match] = []
     older: list[OlderFinding] = []
+    undetermined: list[tuple[Rule, Finding, tuple[Finding, ...]]] = []
     for rule in kb.rules:
-        match, notes = _evaluate_rule(rule, data, today)
-        if match:
-            matches.append(match)
-        older.extend(notes)
-    fired_themes = {m.rule.theme for m in matches}
+        result = _evaluate_rule(rule, data, req, today)
+        if result.match:
+            matches.append(result.match)
+        older.extend(OlderFinding(rule, f) for f in result.older)
+        undetermined.extend((rule, f, ctx) for f, ctx in result.undetermined)
+    seen = {e.reference for m in matches for e in m.evidence}
+    red_flag_rules = [r for r in kb.rules if r.older == "context"]
+    review = _review_matches(kb, red_flag_rules, undetermined, data.to_review, req, seen)
+    fired_themes = {m.rule.theme for m in matches} | {m.rule.theme for m in review}
     kept = [m for m in matches if not fired_themes.intersection(m.rule.unless_themes)]
-    seen = {e.reference for m in kept for e in m.evidence}
+    seen = {e.reference for m in kept for e in m.evidence} | {
+        e.reference for m in review for e in m.evidence
+    }
     unique_older = []
     for note in older:
         if note.finding.reference not in seen:
             seen.add(note.finding.reference)
             unique_older.append(note)
-    return Evaluation(tuple(kept), tuple(unique_older))
+    return Evaluation(tuple(kept), tuple(unique_older), tuple(review))

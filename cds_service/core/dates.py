@@ -1,0 +1,169 @@
+"""Reading clinical dates from raw FHIR JSON, defensively.
+
+Every reader here returns None for what it cannot read and never raises: a malformed or extreme
+date (`9999-12`, `0001-01-01T00:00:00+14:00`, `27/11/2026`, a number) is unknown, and the caller
+falls back to the record's other dates.
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+_DATE = re.compile(
+    r"(?P<y>\d{4})(?:-(?P<m>\d{2})(?:-(?P<d>\d{2})"
+    r"(?:T(?P<time>\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)(?P<zone>Z|[+-]\d{2}:\d{2})?)?)?)?"
+)
+#: UCUM age units and their length in days (FHIR Age uses a, mo, wk, d, h, min).
+AGE_UNIT_DAYS = {
+    "a": 365.25,
+    "mo": 30.4375,
+    "wk": 7.0,
+    "d": 1.0,
+    "h": 1 / 24,
+    "min": 1 / 1440,
+}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The days a clinical date may plausibly fall on, for this patient and this call."""
+
+    today: dt.date
+    earliest: dt.date
+    latest: dt.date
+
+
+def _utc_day(day: dt.date, time: str | None, zone: str | None) -> dt.date:
+    """The UTC calendar day of a dateTime; the written day when it has no zone or overflows."""
+    if not time or not zone or zone == "Z":
+        return day
+    try:
+        sign = 1 if zone[0] == "+" else -1
+        offset = dt.timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6]))
+        hour, minute = int(time[:2]), int(time[3:5])
+        moment = dt.datetime.combine(day, dt.time(hour, minute)) - sign * offset
+        return moment.date()
+    except (ValueError, OverflowError):
+        return day
+
+
+def parse_day(value: object, limits: Limits) -> dt.date | None:
+    """The day a FHIR date/dateTime/instant string stands for, or None when unreadable.
+
+    A month ("2026-11") or a year ("2026") reads as its last day, today at most, so that a finding
+    from this month is never taken for an old one. A day before `limits.earliest` or after
+    `limits.latest` is implausible and reads as unknown.
+    """
+    if type(value) is not str:
+        return None
+    match = _DATE.fullmatch(value.strip())
+    if match is None:
+        return None
+    try:
+        year = int(match["y"])
+        if match["m"] is None:
+            day = dt.date(year, 12, 31)
+        elif match["d"] is None:
+            month = int(match["m"])
+            day = dt.date(year, month, calendar.monthrange(year, month)[1])
+        else:
+            day = _utc_day(
+                dt.date(year, int(match["m"]), int(match["d"])), match["time"], match["zone"]
+            )
+    except ValueError:
+        return None
+    if match["d"] is None:
+        day = min(day, limits.today)
+    if day < limits.earliest or day > limits.latest:
+        return None
+    return day
+
+
+def age_to_day(age: object, birth: dt.date | None, limits: Limits) -> dt.date | None:
+    """The last day of the age interval (a FHIR Age) after birth, or None when unreadable."""
+    if birth is None or type(age) is not dict:
+        return None
+    value = age.get("value")
+    unit = age.get("code") if type(age.get("code")) is str else age.get("unit")
+    if type(value) not in (int, float) or type(unit) is not str or value < 0:
+        return None
+    days = AGE_UNIT_DAYS.get(unit.strip())
+    if days is None:
+        return None
+    try:
+        day = birth + dt.timedelta(days=(value + 1) * days - 1 if days >= 1 else value * days)
+    except OverflowError:
+        return None
+    day = min(day, limits.today)
+    return day if limits.earliest <= day <= limits.latest else None
+
+
+def onset_day(
+    resource: Mapping[str, object], birth: dt.date | None, limits: Limits
+) -> tuple[str | None, dt.date | None]:
+    """Which onset[x] a Condition gives (its element name), and the day it reads as."""
+    for name in ("onsetDateTime", "onsetPeriod", "onsetAge", "onsetRange", "onsetString"):
+        if name in resource:
+            return name, _onset_value(name, resource[name], birth, limits)
+    return None, None
+
+
+def _onset_value(name: str, value: object, birth: dt.date | None, limits: Limits) -> dt.date | None:
+    if name == "onsetDateTime":
+        return parse_day(value, limits)
+    if name == "onsetPeriod":
+        return parse_day(value.get("start"), limits) if type(value) is dict else None
+    if name == "onsetAge":
+        return age_to_day(value, birth, limits)
+    if name == "onsetRange" and type(value) is dict:
+        return age_to_day(value.get("high"), birth, limits) or age_to_day(
+            value.get("low"), birth, limits
+        )
+    return None
+
+
+def abatement_day(
+    resource: Mapping[str, object], birth: dt.date | None, limits: Limits
+) -> tuple[str | None, dt.date | None]:
+    """Which abatement[x] a Condition gives, and the day it reads as (None: undated)."""
+    for name in (
+        "abatementDateTime",
+        "abatementPeriod",
+        "abatementAge",
+        "abatementRange",
+        "abatementString",
+        "abatementBoolean",
+    ):
+        if name not in resource:
+            continue
+        value = resource[name]
+        if name == "abatementDateTime":
+            return name, parse_day(value, limits)
+        if name == "abatementPeriod" and type(value) is dict:
+            return name, parse_day(value.get("end"), limits) or parse_day(
+                value.get("start"), limits
+            )
+        if name == "abatementAge":
+            return name, age_to_day(value, birth, limits)
+        if name == "abatementRange" and type(value) is dict:
+            return name, age_to_day(value.get("low"), birth, limits)
+        return name, None
+    return None, None
+
+
+def birth_date(value: object, today: dt.date) -> dt.date | None:
+    """Patient.birthDate as a day (its first possible day), or None."""
+    if type(value) is not str:
+        return None
+    match = _DATE.fullmatch(value.strip())
+    if match is None:
+        return None
+    try:
+        day = dt.date(int(match["y"]), int(match["m"] or 1), int(match["d"] or 1))
+    except ValueError:
+        return None
+    return day if day <= today else None
