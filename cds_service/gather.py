@@ -232,9 +232,7 @@ def _without_foreign(server: _Server, key: str, page: KeyData) -> KeyData:
     dropped = len(page.resources) - len(own)
     if not dropped:
         return page
-    log.warning(
-        "prefetch key %s: dropped %d search entries about another patient", key, dropped
-    )
+    log.warning("prefetch key %s: dropped %d search entries about another patient", key, dropped)
     return replace(page, resources=own)
 
 
@@ -244,4 +242,3 @@ def _foreign(resource: Mapping[str, Any], patient_id: str) -> bool:
         return resource.get("id") != patient_id
     named = patient_id_of(resource.get("subject", resource.get("patient")))
     return named is not None and named != patient_id
-

@@ -64,6 +64,18 @@ MENTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "later-normal-potassium-supersedes-low": ((), ("2823-3",)),
     "incontinence-recorded-present-on-exam": (("165232002",), ()),
     "old-hemiplegia-not-new": (("Also on record, not new", "G81.94"), ()),
+    "herniated-disc-new-urinary-retention": (("R33.9", "M51.26"), ()),
+    "back-spasm-seven-weeks": (("persisting beyond 6 weeks", "M62.830"), ()),
+    "incontinence-onset-unknown": (("onset unknown", "some weeks, patient unsure"), ()),
+    "exam-free-text-patient-denies": (("patient denies", "165232002"), ("critical",)),
+    "old-incontinence-re-coded-today": (
+        (
+            "Also on record, not new",
+            "bs-recoded-incontinence-problem",
+            "bs-recoded-incontinence-visit",
+        ),
+        (),
+    ),
 }
 
 
