@@ -178,3 +178,20 @@ def test_rows_are_one_per_distinct_item_in_fingerprint_order():
     columns = set(Feedback.__table__.columns.keys())
     assert all(set(r) == columns - {"id", "card_matched"} for r in rows)
     assert {r["client_issuer"] for r in rows} == {"https://ehr.example"}
+
+
+@pytest.mark.parametrize(
+    "stamp", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00Z"]
+)
+def test_a_timestamp_at_the_calendar_s_edge_is_a_400_naming_the_member(client, stamp):
+    if stamp.endswith("Z"):  # year 1 in UTC is a real instant: accepted
+        assert parse_feedback({"feedback": [{**SANDBOX_DISMISSED, "outcomeTimestamp": stamp}]})
+        return
+    response = client.post(
+        "/cds-services/back-spasm-patient-view/feedback",
+        json={"feedback": [{**SANDBOX_DISMISSED, "outcomeTimestamp": stamp}]},
+    )
+    assert response.status_code == 400
+    body = response.get_json()
+    assert body["resourceType"] == "OperationOutcome"
+    assert any("outcomeTimestamp" in " ".join(i.get("expression", [])) for i in body["issue"])

@@ -69,7 +69,7 @@ def parse_timestamp(value: str) -> dt.datetime | None:
     text = f"{day}T{time}.{(fraction or '0')[:6]:0<6}{'+00:00' if offset in 'Zz' else offset}"
     try:
         return dt.datetime.fromisoformat(text).astimezone(dt.UTC)
-    except ValueError:
+    except (ValueError, OverflowError):  # e.g. 0001-01-01T00:00:00+14:00 is before year 1 in UTC
         return None
 
 
