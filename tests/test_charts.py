@@ -65,6 +65,10 @@ MENTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "incontinence-recorded-present-on-exam": (("165232002",), ()),
     "old-hemiplegia-not-new": (("Also on record, not new", "G81.94"), ()),
     "herniated-disc-new-urinary-retention": (("R33.9", "M51.26"), ()),
+    "back-spasm-third-episode": (
+        ("bs-third-episode-spasm-march", "bs-third-episode-spasm-july"),
+        (),
+    ),
     "back-spasm-seven-weeks": (("persisting beyond 6 weeks", "M62.830"), ()),
     "incontinence-onset-unknown": (("onset unknown", "some weeks, patient unsure"), ()),
     "exam-free-text-patient-denies": (("patient denies", "165232002"), ("critical",)),

@@ -261,6 +261,31 @@ def test_recurring_back_pain_gets_a_prompt_care_card(send):
     assert "warning" in indicators(cards)
 
 
+def test_third_episode_in_a_year_gets_a_prompt_care_card(send):
+    episodes = [
+        condition("M54.50", onset_days_ago=200, clinical="resolved", rid="first-episode"),
+        condition(BACK_SPASM, onset_days_ago=100, clinical="resolved", rid="second-episode"),
+        condition(BACK_SPASM, onset_days_ago=5, rid="third-episode"),
+    ]
+    cards = send(episodes)
+    assert indicators(cards)[0] == "warning"
+    assert "first-episode" in cards[0]["detail"] and "second-episode" in cards[0]["detail"]
+
+
+def test_two_episodes_or_records_close_together_are_not_recurring(send):
+    two = [
+        condition("M54.50", onset_days_ago=100, clinical="resolved"),
+        condition(BACK_SPASM, onset_days_ago=5),
+    ]
+    assert "warning" not in indicators(send(two))
+    close = [
+        condition("M54.50", onset_days_ago=20, clinical="resolved"),
+        condition("M54.50", onset_days_ago=12, clinical="resolved"),
+        condition(BACK_SPASM, onset_days_ago=5),
+    ]
+    assert "warning" not in indicators(send(close))
+
+
 # --- 6. known stenosis with symptoms active by status ----------------------------------------
 
 

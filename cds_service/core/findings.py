@@ -64,7 +64,8 @@ class Finding:
     date can be read, `when` is None and `not_after` is the earliest recording date, if any: the
     finding began no later than that. `review` is set for a record that is listed for the
     clinician but counts as neither present nor absent: "text" (free text, an uncoded value),
-    "unknown" (dataAbsentReason) or "unreadable".
+    "unknown" (dataAbsentReason) or "unreadable"; "past" marks a condition that is no longer
+    current (kept only to count past episodes).
     """
 
     references: tuple[str, ...]
@@ -120,6 +121,8 @@ class PatientFindings:
     findings: list[Finding] = field(default_factory=list)
     #: records of a finding listed for the clinician to read or verify (`Finding.review` set)
     to_review: list[Finding] = field(default_factory=list)
+    #: conditions no longer current (inactive, resolved, remission): past episodes, never alarms
+    past: list[Finding] = field(default_factory=list)
     measurements: list[Measurement] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     examined: int = 0
@@ -236,8 +239,7 @@ def _condition_finding(
         notes.append("clinical status unreadable")
     if verification in policy.excluded_verification:
         return f"verification status {verification}"
-    if clinical in policy.excluded_clinical:
-        return f"clinical status {clinical}"
+    past = clinical in policy.excluded_clinical
     abated_by, abated_on = abatement_day(res, ctx.birth, ctx.limits)
     if abated_by and clinical not in RECURRING_STATUSES:
         if abated_on is not None and abated_on <= ctx.limits.today:
@@ -262,7 +264,7 @@ def _condition_finding(
     else:
         when, timing, not_after = None, UNKNOWN, recorded
     qualifier = verification if verification not in (None, "confirmed") else None
-    if clinical in RECURRING_STATUSES:
+    if clinical in RECURRING_STATUSES or past:
         qualifier = clinical
     return Finding(
         references=(_reference(res),),
@@ -276,6 +278,7 @@ def _condition_finding(
         timing=timing,
         not_after=not_after,
         notes=tuple(notes),
+        review="past" if past else None,
     )
 
 
@@ -533,6 +536,9 @@ def _read_one(ctx: _Context, res: Mapping[str, Any], out: PatientFindings) -> No
             out.skipped.append(Skipped(reference, result))
         elif isinstance(result, Measurement):
             out.measurements.append(result)
+        elif result.review == "past":
+            out.past.append(result)
+            out.skipped.append(Skipped(reference, f"clinical status {result.clinical_status}"))
         elif result.review is not None:
             out.to_review.append(result)
         else:

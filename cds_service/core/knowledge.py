@@ -78,6 +78,15 @@ class ReviewKind:
 
 
 @dataclass(frozen=True)
+class Episodes:
+    """Several separate episodes: `count` within `within_days`, each `apart_days` after the last."""
+
+    count: int
+    within_days: int
+    apart_days: int
+
+
+@dataclass(frozen=True)
 class RuleSource:
     quote: str
     guideline: str | None = None
@@ -100,6 +109,7 @@ class Rule:
     active_for_days: int | None
     or_recurring: bool
     new_by_recording: bool
+    episodes: Episodes | None
     requires: tuple[Requirement, ...]
     unless_themes: tuple[str, ...]
     action: str
@@ -319,6 +329,7 @@ def _compile_rule(
         active_for_days=finding.get("active_for_days"),
         or_recurring=finding.get("or_recurring", False),
         new_by_recording=finding.get("new_by_recording", False),
+        episodes=Episodes(**finding["or_episodes"]) if "or_episodes" in finding else None,
         requires=tuple(r for r in requires if r is not None),
         unless_themes=tuple(doc.get("unless_themes", ())),
         action=" ".join(doc["action"].split()),

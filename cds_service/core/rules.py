@@ -88,6 +88,31 @@ def is_persistent(rule: Rule, item: Finding, today: dt.date) -> bool:
     return (today - min(d.day for d in item.dates)).days >= (rule.active_for_days or 0)
 
 
+def _day(item: Finding) -> dt.date | None:
+    """The day an episode began: its onset (or recording), else its earliest date."""
+    return item.when or min((d.day for d in item.dates), default=None)
+
+
+def episode_count(rule: Rule, current: list[Finding], past: list[Finding], today: dt.date) -> int:
+    """Separate episodes of the rule's finding in its window: dates `apart_days` or more apart."""
+    if rule.episodes is None:
+        return 0
+    wanted = frozenset(rule.valuesets)
+    days = sorted(
+        day
+        for f in [*current, *past]
+        if not f.valuesets.isdisjoint(wanted)
+        and (day := _day(f)) is not None
+        and (today - day).days <= rule.episodes.within_days
+    )
+    count, last = 0, None
+    for day in days:
+        if last is None or (day - last).days >= rule.episodes.apart_days:
+            count += 1
+        last = day
+    return count
+
+
 def _meets(requirement: Requirement, finding: Finding, today: dt.date) -> bool:
     if not finding.valuesets.intersection(requirement.valuesets):
         return False
@@ -172,7 +197,7 @@ def _evaluate_rule(
     else:
         triggers = []
         for finding in _coded_findings(rule, data.findings, today):
-            if rule.active_for_days is not None or rule.or_recurring:
+            if rule.active_for_days is not None or rule.or_recurring or rule.episodes:
                 if is_persistent(rule, finding, today):
                     triggers.append(finding)
             elif is_new(finding, rule.new_within_days, today) or (
@@ -185,8 +210,16 @@ def _evaluate_rule(
                 undetermined.append(finding)
             else:
                 older.append(finding)
-    evidence: list[Evidence] = []
     context: dict[int, Finding] = {}
+    if rule.episodes is not None and not triggers:
+        coded = _coded_findings(rule, data.findings, today)
+        if episode_count(rule, coded, data.past, today) >= rule.episodes.count:
+            triggers = list(coded)
+            wanted = frozenset(rule.valuesets)
+            for past in data.past:
+                if not past.valuesets.isdisjoint(wanted):
+                    context.setdefault(id(past), past)
+    evidence: list[Evidence] = []
     for trigger in triggers:
         met = req.context_for(rule, trigger)
         if met is not None:
