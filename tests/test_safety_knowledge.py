@@ -10,8 +10,16 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from builders import ENCOUNTER_START, PATIENT_VIEW, SNOMED, cards_of, condition, hook_body
-from builders import observation, quantity
+from builders import (
+    ENCOUNTER_START,
+    PATIENT_VIEW,
+    SNOMED,
+    cards_of,
+    condition,
+    hook_body,
+    observation,
+    quantity,
+)
 from click.testing import CliRunner
 
 from cds_service.cli import main
