@@ -77,8 +77,18 @@ def _knowledge_dir(directory: str | None) -> Path:
     default=None,
     help="Knowledge folder (default: CDS_KNOWLEDGE_DIR or ./knowledge).",
 )
-def knowledge_check(directory: str | None) -> None:
-    """Validate the knowledge: schemas, references, quotes, ICD-10-CM codes, expansions."""
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Fail, instead of warning, when a rule can never fire (its value sets hold no code).",
+)
+def knowledge_check(directory: str | None, strict: bool) -> None:
+    """Validate the knowledge: schemas, references, quotes, ICD-10-CM codes, expansions.
+
+    A rule that can never fire (every value set it reads is empty) is listed as a warning, or
+    as an error with --strict.
+    """
+    from .core.knowledge import rules_that_cannot_fire
     from .knowledge_files import check_knowledge, load_knowledge
 
     path = _knowledge_dir(directory)
@@ -88,10 +98,16 @@ def knowledge_check(directory: str | None) -> None:
             click.echo(f"error: {problem}", err=True)
         _fail(f"knowledge check failed with {len(problems)} problem(s) in {path}")
     kb = load_knowledge(path)
+    silent = rules_that_cannot_fire(kb)
+    for reason in silent:
+        click.echo(f"{'error' if strict else 'warning'}: {reason}", err=True)
+    if silent and strict:
+        _fail(f"knowledge check failed: {len(silent)} rule(s) can never fire in {path}")
     codes = sum(len(v.codes) for v in kb.valuesets.values())
     click.echo(
         f"knowledge ok: {len(kb.valuesets)} value sets ({codes} codes), {len(kb.rules)} rules, "
         f"{len(kb.measures)} measures, {len(kb.services)} services; version {kb.version}"
+        + (f"; {len(silent)} rule(s) can never fire (see the warnings)" if silent else "")
     )
 
 

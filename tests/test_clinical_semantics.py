@@ -36,9 +36,9 @@ def critical_card(response) -> dict:
         ("R32", None, "cauda equina"),  # urinary incontinence
         ("R15.9", None, "cauda equina"),  # faecal incontinence
         ("72042002", SNOMED, "cauda equina"),  # incontinence of faeces
-        ("M62.81", None, "weakness"),  # muscle weakness
-        ("R20.1", None, "sensation"),  # hypoaesthesia
+        ("713514005", SNOMED, "weakness"),  # muscle weakness of limb
         ("R27.0", None, "balance"),  # ataxia
+        ("R26.0", None, "balance"),  # ataxic gait
         ("G81.91", None, "one-sided"),  # hemiplegia, right dominant side
         ("20022000", SNOMED, "one-sided"),  # hemiparesis
         ("G82.20", None, "paralysis"),  # paraplegia
@@ -58,8 +58,8 @@ def test_new_red_flag_with_back_spasm_gives_one_critical_card(call, code, system
 def test_critical_card_gathers_every_red_flag_and_names_the_most_serious(call):
     flags = [
         condition("R33.9", onset_days_ago=2),
-        condition("M62.81", onset_days_ago=2),
-        condition("R40.0", onset_days_ago=1),  # somnolence: the most serious here
+        condition("713514005", system=SNOMED, onset_days_ago=2),  # muscle weakness of limb
+        condition("R40.1", onset_days_ago=1),  # stupor: the most serious here
     ]
     response = call(hook_body([condition(BACK_SPASM), *flags]))
     card = critical_card(response)

@@ -127,6 +127,14 @@ class Measure:
     default_low: float
     default_high: float
     range_source: str
+    #: LOINC code -> its property ("molar", "mass", "score"); a unit of another property is
+    #: never converted.
+    code_properties: Mapping[str, str] = field(default_factory=dict)
+    #: unit (lower case) -> the property it measures.
+    unit_properties: Mapping[str, str] = field(default_factory=dict)
+    #: a canonical value below this is critically low (None: no critical limit).
+    critical_below: float | None = None
+    critical_source: str | None = None
 
 
 @dataclass(frozen=True)
@@ -352,7 +360,20 @@ def _compile_measure(measure_id: str, doc: Mapping[str, Any]) -> Measure:
         default_low=float(doc["default_range"]["low"]),
         default_high=float(doc["default_range"]["high"]),
         range_source=doc["default_range"]["source"],
+        code_properties=MappingProxyType(
+            {c["code"]: c["property"] for c in doc["codes"] if "property" in c}
+        ),
+        unit_properties=MappingProxyType(
+            {u.lower(): kind for u, kind in doc.get("unit_properties", {}).items()}
+        ),
+        critical_below=_critical(doc, "below"),
+        critical_source=_critical(doc, "source"),
     )
+
+
+def _critical(doc: Mapping[str, Any], key: str) -> Any:
+    critical = doc.get("critical_low")
+    return None if critical is None else critical[key]
 
 
 def _compile_theme(
@@ -436,6 +457,10 @@ def _reference_problems(
     for measure in measures.values():
         if measure.range_source not in guidelines:
             problems.append(f"labs/{measure.id}: unknown range source {measure.range_source!r}")
+        if measure.critical_source is not None and measure.critical_source not in guidelines:
+            problems.append(
+                f"labs/{measure.id}: unknown critical limit source {measure.critical_source!r}"
+            )
     return problems
 
 
@@ -458,6 +483,26 @@ def _criteria_problems(
         if not quote_in_article(criterion.quote, article_text):
             problems.append(f"{where}: source quote is not in the article: {criterion.quote!r}")
     return problems
+
+
+def _empty(valuesets: tuple[str, ...], known: Mapping[str, ValueSet]) -> bool:
+    """True when none of the named value sets holds a code (unknown names are checked apart)."""
+    return all(not known[v].codes for v in valuesets if v in known)
+
+
+def rules_that_cannot_fire(kb: KnowledgeBase) -> list[str]:
+    """Every enabled rule that can never fire, with why: all its value sets hold no code."""
+    reasons = []
+    for rule in kb.rules:
+        where = f"rules/{rule.id}"
+        if rule.valuesets and not rule.measures and _empty(rule.valuesets, kb.valuesets):
+            names = ", ".join(rule.valuesets)
+            reasons.append(f"{where} can never fire: its value sets ({names}) hold no code")
+        for requirement in rule.requires:
+            if _empty(requirement.valuesets, kb.valuesets):
+                names = ", ".join(requirement.valuesets)
+                reasons.append(f"{where} can never fire: its requirement ({names}) holds no code")
+    return reasons
 
 
 def _summary_problems(rules: list[Rule], themes: Mapping[str, Theme]) -> list[str]:

@@ -2,7 +2,9 @@
 
 The lab's own interpretation code wins; then the lab's own reference range; then the default
 range the knowledge gives with its source. A unit the knowledge does not list is never guessed
-at: the result is reported as unreadable and raises nothing.
+at, and a unit that does not fit the code's property (a mass unit on a Moles/volume code) is
+never converted: the result is reported as unreadable and raises nothing. A result the lab
+flags `LL`, or below the measure's critical limit, reads "critical-low".
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ from .knowledge import Measure
 INTERPRETATION_LOW = frozenset({"L", "LL", "LU", "<", "L<"})
 INTERPRETATION_HIGH = frozenset({"H", "HH", "HU", ">", "H>"})
 INTERPRETATION_NORMAL = frozenset({"N"})
+INTERPRETATION_CRITICAL_LOW = frozenset({"LL"})
 
 
 @dataclass(frozen=True)
 class Reading:
-    flag: str  # low | normal | high | unreadable
+    flag: str  # critical-low | low | normal | high | unreadable
     basis: str  # how the flag was decided, in words for the card
     value: float
     unit: str
@@ -71,11 +74,49 @@ def _range_text(low: Any, high: Any, unit: str | None) -> str:
     return f"{text} {unit}".strip() if unit else text
 
 
-def _default_range_text(measure: Measure) -> str:
-    low, high, unit = measure.default_low, measure.default_high, measure.canonical_unit
+def _in_unit(canonical: float, factor: float) -> str:
+    """A canonical value written in the result's own unit, to three significant figures."""
+    return f"{canonical / factor:.3g}"
+
+
+def _default_range_text(measure: Measure, factor: float, unit: str) -> str:
+    """The default range, written in the unit the result itself was reported in."""
+    low, high = measure.default_low, measure.default_high
     if low == high:
-        return f"normal {_format_number(low)} (default)"
-    return f"{_format_number(low)} to {_format_number(high)} {unit} (default)"
+        return f"normal {_in_unit(low, factor)} (default)"
+    return f"{_in_unit(low, factor)} to {_in_unit(high, factor)} {unit} (default)".replace(
+        "  ", " "
+    )
+
+
+def _measured_code(measure: Measure, obs: Any) -> str | None:
+    """The measure's LOINC code that the Observation carries."""
+    for coding in getattr(obs.code, "coding", None) or []:
+        if coding.code in measure.codes:
+            return coding.code
+    return None
+
+
+def _property_mismatch(measure: Measure, obs: Any, unit: str | None) -> str | None:
+    """Why the unit cannot be read for this code (a mass unit on a molar code), or None."""
+    code = _measured_code(measure, obs)
+    wanted = measure.code_properties.get(code) if code else None
+    given = measure.unit_properties.get(unit.strip().lower()) if unit else None
+    if wanted is None or given is None or wanted == given:
+        return None
+    return f"unit {unit!r} is a {given} unit but {code} is measured as {wanted}; not converted"
+
+
+def _critical(
+    measure: Measure, canonical: float, interpretations: frozenset[str], factor: float, unit: str
+) -> str | None:
+    """Why the result is critically low, or None."""
+    if interpretations & INTERPRETATION_CRITICAL_LOW:
+        return "flagged critically low by the lab"
+    limit = measure.critical_below
+    if limit is not None and canonical < limit:
+        return f"below the critical limit {_in_unit(limit, factor)} {unit}".rstrip()
+    return None
 
 
 def read_measure(measure: Measure, obs: Any, interpretations: frozenset[str]) -> Reading | None:
@@ -89,8 +130,16 @@ def read_measure(measure: Measure, obs: Any, interpretations: frozenset[str]) ->
     factor = unit_factor(measure, unit)
     if factor is None:
         return Reading("unreadable", f"unit {unit!r} not recognised", value, shown_unit, None, None)
+    mismatch = _property_mismatch(measure, obs, unit)
+    if mismatch is not None:
+        return Reading("unreadable", mismatch, value, shown_unit, None, None)
     canonical = value * factor
     low, high, range_text = _range_from_record(measure, obs, unit)
+    critical = _critical(measure, canonical, interpretations, factor, shown_unit)
+    if critical is not None:
+        if range_text is None:
+            range_text = _default_range_text(measure, factor, shown_unit)
+        return Reading("critical-low", critical, value, shown_unit, canonical, range_text)
     if interpretations & INTERPRETATION_LOW:
         return Reading("low", "flagged low by the lab", value, shown_unit, canonical, range_text)
     if interpretations & INTERPRETATION_HIGH:
@@ -103,7 +152,7 @@ def read_measure(measure: Measure, obs: Any, interpretations: frozenset[str]) ->
         basis = "below the lab's reference range"
     else:
         low, high = measure.default_low, measure.default_high
-        range_text = _default_range_text(measure)
+        range_text = _default_range_text(measure, factor, shown_unit)
         basis = "below the default reference range"
     if low is not None and canonical < low:
         return Reading("low", basis, value, shown_unit, canonical, range_text)
