@@ -130,10 +130,12 @@ def _questions_section(kb: KnowledgeBase, theme: Theme) -> list[str]:
 
 
 def _why_section(kb: KnowledgeBase, theme: Theme, matches: list[Match]) -> list[str]:
-    quotes = list(dict.fromkeys(m.rule.source.quote for m in matches))
+    quotes = list(dict.fromkeys(m.rule.source.quote for m in matches if m.rule.source.quote))
     if theme.questions:
         quotes = [q for q in quotes if q != theme.questions.source_quote]
-    windows = list(dict.fromkeys(m.rule.source.window for m in matches if m.rule.source.window))
+    windows = list(
+        dict.fromkeys(w for m in matches for w in _guideline_lines(kb, m.rule) if w)
+    )
     if not quotes and not windows:
         return []
     lines = ["", "**Why**"]
@@ -142,6 +144,16 @@ def _why_section(kb: KnowledgeBase, theme: Theme, matches: list[Match]) -> list[
     if windows:
         lines += ["", *[f"- {w}" for w in windows]]
     return lines
+
+
+def _guideline_lines(kb: KnowledgeBase, rule: Rule) -> list[str | None]:
+    """What the rule's guideline says for it and its evidence, then its window."""
+    src = rule.source
+    says = None
+    if src.says and src.guideline:
+        says = f"{kb.guidelines[src.guideline].short}: {src.says}"
+    evidence = f"Evidence: {src.evidence}" if src.evidence else None
+    return [says, evidence, src.window]
 
 
 def _older_section(kb: KnowledgeBase, older: list[OlderFinding]) -> list[str]:

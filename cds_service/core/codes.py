@@ -6,9 +6,15 @@ ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
 SNOMED = "http://snomed.info/sct"
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 
 #: Short names used in the knowledge files.
-KNOWLEDGE_SYSTEMS = {"icd-10-cm": ICD10CM, "snomed": SNOMED, "loinc": LOINC}
+KNOWLEDGE_SYSTEMS = {
+    "icd-10-cm": ICD10CM,
+    "snomed": SNOMED,
+    "loinc": LOINC,
+    "rxnorm": RXNORM,
+}
 
 #: Other spellings of the same systems that EHRs send (OIDs, trailing slashes, http/https).
 _SYSTEM_ALIASES = {
@@ -21,9 +27,11 @@ _SYSTEM_ALIASES = {
     "urn:oid:2.16.840.1.113883.6.1": LOINC,
     "http://loinc.org/": LOINC,
     "https://loinc.org": LOINC,
+    "urn:oid:2.16.840.1.113883.6.88": RXNORM,
+    "http://www.nlm.nih.gov/research/umls/rxnorm/": RXNORM,
 }
 
-SYSTEM_NAMES = {ICD10CM: "ICD-10-CM", SNOMED: "SNOMED CT", LOINC: "LOINC"}
+SYSTEM_NAMES = {ICD10CM: "ICD-10-CM", SNOMED: "SNOMED CT", LOINC: "LOINC", RXNORM: "RxNorm"}
 CANONICAL_SYSTEMS = frozenset(SYSTEM_NAMES)
 
 

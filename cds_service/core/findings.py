@@ -126,6 +126,9 @@ class PatientFindings:
     measurements: list[Measurement] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     examined: int = 0
+    #: Patient.birthDate of the patient in context, when it was given and readable
+    birth_date: dt.date | None = None
+    patient_reference: str = "Patient"
 
 
 def _lookup(kb: KnowledgeBase, system: str, code: str) -> tuple[str, str, frozenset[str] | None]:
@@ -400,6 +403,91 @@ def _observation_finding(
     )
 
 
+MEDICATION_TYPES = ("MedicationRequest", "MedicationStatement")
+
+
+def _period_day(ctx: _Context, period: object, end: str) -> dt.date | None:
+    return parse_day(period.get(end), ctx.limits) if type(period) is dict else None
+
+
+def _medication_dates(ctx: _Context, res: Mapping[str, Any]) -> tuple[Dated, ...]:
+    """When the medicine was started (or prescribed), then when it was recorded."""
+    candidates = [
+        (res.get("effectiveDateTime"), "started"),
+        (_period_day(ctx, res.get("effectivePeriod"), "start"), "started"),
+        (res.get("authoredOn"), "prescribed"),
+        (res.get("dateAsserted"), "recorded"),
+    ]
+    out: list[Dated] = []
+    for value, kind in candidates:
+        day = value if isinstance(value, dt.date) else parse_day(value, ctx.limits)
+        if day is not None and kind not in (d.kind for d in out):
+            out.append(Dated(kind, day))
+    return tuple(out)
+
+
+def _medication_end(ctx: _Context, res: Mapping[str, Any]) -> dt.date | None:
+    """The day a medicine's period (or its prescription's validity) ended, if given."""
+    dispense = res.get("dispenseRequest")
+    validity = dispense.get("validityPeriod") if type(dispense) is dict else None
+    return _period_day(ctx, res.get("effectivePeriod"), "end") or _period_day(
+        ctx, validity, "end"
+    )
+
+
+def _route_keys(res: Mapping[str, Any]) -> set[tuple[str, str]]:
+    """The (system, code) of every route the record gives for the medicine."""
+    dosages = res.get("dosageInstruction", res.get("dosage"))
+    if type(dosages) is not list:
+        return set()
+    return {
+        (normalize_system(c.get("system")), c["code"])
+        for d in dosages
+        if type(d) is dict
+        for c in _codings(d.get("route"))
+        if type(c.get("code")) is str
+    }
+
+
+def _medication_finding(
+    ctx: _Context, res: Mapping[str, Any], valuesets: frozenset[str], coding: Coding
+) -> Finding | str:
+    """A medicine the patient takes, read from raw JSON: a Finding, or why it does not count."""
+    policy = ctx.kb.policy
+    status = res.get("status")
+    notes: list[str] = [] if type(status) is str else ["status unreadable"]
+    if status in policy.excluded_medication_status:
+        return f"status {status}"
+    dates = _medication_dates(ctx, res)
+    end = _medication_end(ctx, res)
+    last = end or max((d.day for d in dates), default=None)
+    recent = policy.medication_recent_days
+    if status in policy.ended_medication_status and (
+        last is None or (ctx.limits.today - last).days > recent
+    ):
+        return f"status {status}, ended {last.isoformat() if last else 'on an unknown day'}"
+    if end is not None and (ctx.limits.today - end).days > recent:
+        return f"ended {end.isoformat()}"
+    routes = _route_keys(res)
+    kept = frozenset(v for v in valuesets if not routes & ctx.kb.valuesets[v].excluded_routes)
+    if not kept:
+        return "given by a route its value sets leave out"
+    started = next((d.day for d in dates if d.kind in ("started", "prescribed")), None)
+    if end is not None:
+        notes.append(f"until {end.isoformat()}")
+    return Finding(
+        references=(_reference(res),),
+        resource_type=str(res.get("resourceType")),
+        valuesets=kept,
+        coding=coding,
+        dates=dates,
+        qualifier=status if status in policy.ended_medication_status else None,
+        when=started,
+        timing=ONSET if started else UNKNOWN,
+        notes=tuple(notes),
+    )
+
+
 def _unreadable(
     res: Mapping[str, Any], valuesets: frozenset[str], coding: Coding, why: str
 ) -> Finding:
@@ -494,7 +582,8 @@ def _subject_problem(res: Mapping[str, Any], patient_id: str) -> str | None:
 
 def _read_one(ctx: _Context, res: Mapping[str, Any], out: PatientFindings) -> None:
     rtype = res.get("resourceType")
-    concepts: list[object] = [res.get("code")]
+    medication = rtype in MEDICATION_TYPES
+    concepts: list[object] = [res.get("medicationCodeableConcept" if medication else "code")]
     valuesets, coding = _matching_valuesets(ctx.kb, concepts)
     value_matched = False
     measure = None
@@ -520,6 +609,8 @@ def _read_one(ctx: _Context, res: Mapping[str, Any], out: PatientFindings) -> No
         try:
             if rtype == "Condition":
                 results.append(_condition_finding(ctx, res, valuesets, coding))
+            elif medication:
+                results.append(_medication_finding(ctx, res, valuesets, coding))
             else:
                 results.append(_observation_finding(ctx, res, valuesets, coding, value_matched))
         except Exception as exc:  # a record that cannot be read is shown, not fatal
@@ -551,12 +642,13 @@ def extract_findings(
     """The patient's findings and measurements; everything else is skipped or ignored."""
     resources = list(resources)
     ctx = _call_context(kb, resources, patient_id, today)
-    out = PatientFindings()
+    out = PatientFindings(birth_date=ctx.birth, patient_reference=f"Patient/{patient_id}")
     for resource in resources:
         out.examined += 1
         if type(resource) is not dict or resource.get("resourceType") not in (
             "Condition",
             "Observation",
+            *MEDICATION_TYPES,
         ):
             continue
         _read_one(ctx, resource, out)

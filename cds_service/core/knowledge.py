@@ -6,6 +6,7 @@ returns a `KnowledgeBase`, or raises `KnowledgeError` listing every problem foun
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -43,16 +44,39 @@ class ValueSet:
     group: str
     article_wording: str
     codes: tuple[Coding, ...]
+    #: (system, code) of routes that take a medicine out of this value set (inhaled, topical)
+    excluded_routes: frozenset[tuple[str, str]] = frozenset()
 
 
 @dataclass(frozen=True)
 class Requirement:
-    """Another finding a rule needs: any of `valuesets`, recent enough (or, if allowed, active)."""
+    """Something else a rule needs, met by findings, results or the patient's age.
 
-    valuesets: tuple[str, ...]
-    within_days: int | None
+    One of: any of `valuesets` (recent enough, or if allowed active; `new` reads the onset, not
+    any date; `min_age_days` asks that it be known that long; `include_past` counts records that
+    are over, for "a history of"); the latest result of a measure reading `direction`; an age
+    (`age_over` / `age_under`, in whole years); or `any_of` several requirements.
+    """
+
+    valuesets: tuple[str, ...] = ()
+    within_days: int | None = None
     or_active: bool = False
     criterion: str | None = None  # the shared criterion it comes from, if any
+    new: bool = False
+    min_age_days: int | None = None
+    include_past: bool = False
+    measures: tuple[str, ...] = ()
+    direction: str | None = None
+    age_over: int | None = None
+    age_under: int | None = None
+    any_of: tuple[Requirement, ...] = ()
+
+    def all_valuesets(self) -> tuple[str, ...]:
+        """The value sets this requirement names, its alternatives' included."""
+        return self.valuesets + tuple(v for r in self.any_of for v in r.all_valuesets())
+
+    def all_measures(self) -> tuple[str, ...]:
+        return self.measures + tuple(m for r in self.any_of for m in r.all_measures())
 
 
 @dataclass(frozen=True)
@@ -88,9 +112,12 @@ class Episodes:
 
 @dataclass(frozen=True)
 class RuleSource:
-    quote: str
+    quote: str | None  # the article's sentence; None for a rule the article does not name
     guideline: str | None = None
     window: str | None = None
+    #: what the guideline says for this rule, and the strength of its evidence (where known)
+    says: str | None = None
+    evidence: str | None = None
 
 
 @dataclass(frozen=True)
@@ -114,6 +141,9 @@ class Rule:
     unless_themes: tuple[str, ...]
     action: str
     source: RuleSource
+    include_past: bool = False  # a record that is over (remission, resolved) triggers too
+    none_of: tuple[Requirement, ...] = ()  # the rule is quiet when any of these is met
+    explain: tuple[Requirement, ...] = ()  # shown with the rule when met; never required
 
 
 @dataclass(frozen=True)
@@ -135,6 +165,10 @@ class Measure:
     #: a canonical value below this is critically low (None: no critical limit).
     critical_below: float | None = None
     critical_source: str | None = None
+    #: unit (lower case) -> offset added before the factor (degrees Fahrenheit to Celsius)
+    unit_offsets: Mapping[str, float] = field(default_factory=dict)
+    #: "laboratory" or "vital-signs": which prefetch query asks for it
+    category: str = "laboratory"
 
 
 @dataclass(frozen=True)
@@ -207,6 +241,9 @@ class Policy:
     negative_interpretations: frozenset[str]
     future_tolerance_hours: int
     earliest_clinical_year: int
+    excluded_medication_status: frozenset[str] = frozenset()
+    ended_medication_status: frozenset[str] = frozenset()
+    medication_recent_days: int = 90
 
 
 @dataclass(frozen=True)
@@ -267,6 +304,9 @@ def _compile_valueset(doc: Mapping[str, Any], expansion: Mapping[str, Any]) -> V
         group=doc["group"],
         article_wording=doc["article_wording"],
         codes=tuple(dict.fromkeys(codes)),
+        excluded_routes=frozenset(
+            (KNOWLEDGE_SYSTEMS[r["system"]], r["code"]) for r in doc.get("excluded_routes", ())
+        ),
     )
 
 
@@ -285,17 +325,23 @@ def _expansion_problems(vs_doc: Mapping[str, Any], expansion: Mapping[str, Any])
     return problems
 
 
-def _compile_criterion(criterion_id: str, doc: Mapping[str, Any]) -> Criterion:
+_CRITERION_KEYS = ("title", "left_out", "source")
+
+
+def _compile_criterion(
+    criterion_id: str,
+    doc: Mapping[str, Any],
+    criteria: Mapping[str, Criterion],
+    problems: list[str],
+) -> Criterion:
+    body = {k: v for k, v in doc.items() if k not in _CRITERION_KEYS}
+    where = f"criteria.yaml: {criterion_id}"
+    requirement = _compile_requirement(body, criteria, problems, where) or Requirement()
     return Criterion(
         id=criterion_id,
         title=doc["title"],
-        requirement=Requirement(
-            valuesets=tuple(doc["valuesets"]),
-            within_days=doc["within_days"],
-            or_active=doc.get("or_active", False),
-            criterion=criterion_id,
-        ),
-        quote=doc["source"]["quote"],
+        requirement=dataclasses.replace(requirement, criterion=criterion_id),
+        quote=doc["source"].get("quote", ""),
         guideline=doc["source"].get("guideline"),
     )
 
@@ -309,11 +355,32 @@ def _compile_requirement(
             problems.append(f"{where}: unknown criterion {doc['criterion']!r}")
             return None
         return criterion.requirement
+    if "any_of" in doc:
+        parts = [_compile_requirement(d, criteria, problems, where) for d in doc["any_of"]]
+        return Requirement(any_of=tuple(p for p in parts if p is not None))
+    if "age" in doc:
+        return Requirement(age_over=doc["age"].get("over"), age_under=doc["age"].get("under"))
+    if "measure" in doc:
+        return Requirement(
+            measures=tuple(doc["measure"]),
+            direction=doc["direction"],
+            within_days=doc["within_days"],
+        )
     return Requirement(
         valuesets=tuple(doc["valuesets"]),
         within_days=doc["within_days"],
         or_active=doc.get("or_active", False),
+        new=doc.get("new", False),
+        min_age_days=doc.get("min_age_days"),
+        include_past=doc.get("include_past", False),
     )
+
+
+def _compile_requirements(
+    docs: Any, criteria: Mapping[str, Criterion], problems: list[str], where: str
+) -> tuple[Requirement, ...]:
+    compiled = [_compile_requirement(d, criteria, problems, where) for d in docs or ()]
+    return tuple(r for r in compiled if r is not None)
 
 
 def _compile_rule(
@@ -321,7 +388,7 @@ def _compile_rule(
 ) -> Rule:
     finding = doc["finding"]
     where = f"rules/{doc['id']}"
-    requires = [_compile_requirement(r, criteria, problems, where) for r in doc["requires"]]
+    source = doc["source"]
     return Rule(
         id=doc["id"],
         title=doc["title"],
@@ -338,14 +405,19 @@ def _compile_rule(
         or_recurring=finding.get("or_recurring", False),
         new_by_recording=finding.get("new_by_recording", False),
         episodes=Episodes(**finding["or_episodes"]) if "or_episodes" in finding else None,
-        requires=tuple(r for r in requires if r is not None),
+        requires=_compile_requirements(doc["requires"], criteria, problems, where),
         unless_themes=tuple(doc.get("unless_themes", ())),
         action=" ".join(doc["action"].split()),
         source=RuleSource(
-            quote=doc["source"]["quote"],
-            guideline=doc["source"].get("guideline"),
-            window=doc["source"].get("window"),
+            quote=source.get("quote"),
+            guideline=source.get("guideline"),
+            window=source.get("window"),
+            says=" ".join(source["says"].split()) if "says" in source else None,
+            evidence=" ".join(source["evidence"].split()) if "evidence" in source else None,
         ),
+        include_past=finding.get("include_past", False),
+        none_of=_compile_requirements(doc.get("none_of"), criteria, problems, where),
+        explain=_compile_requirements(doc.get("explain"), criteria, problems, where),
     )
 
 
@@ -355,7 +427,11 @@ def _compile_measure(measure_id: str, doc: Mapping[str, Any]) -> Measure:
         title=doc["title"],
         codes=MappingProxyType({c["code"]: c["display"] for c in doc["codes"]}),
         canonical_unit=doc["canonical_unit"],
-        units=MappingProxyType({u.lower(): float(f) for u, f in doc["units"].items()}),
+        units=MappingProxyType({u.lower(): _factor(f) for u, f in doc["units"].items()}),
+        unit_offsets=MappingProxyType(
+            {u.lower(): float(f["offset"]) for u, f in doc["units"].items() if type(f) is dict}
+        ),
+        category=doc.get("category", "laboratory"),
         unitless=doc.get("unitless", False),
         default_low=float(doc["default_range"]["low"]),
         default_high=float(doc["default_range"]["high"]),
@@ -369,6 +445,11 @@ def _compile_measure(measure_id: str, doc: Mapping[str, Any]) -> Measure:
         critical_below=_critical(doc, "below"),
         critical_source=_critical(doc, "source"),
     )
+
+
+def _factor(unit: Any) -> float:
+    """A unit's factor to the canonical unit: a number, or {factor, offset} for an affine one."""
+    return float(unit["factor"] if type(unit) is dict else unit)
 
 
 def _critical(doc: Mapping[str, Any], key: str) -> Any:
@@ -413,6 +494,9 @@ def _compile_policy(doc: Mapping[str, Any]) -> Policy:
         negative_interpretations=frozenset(doc["negative_interpretations"]),
         future_tolerance_hours=doc["future_tolerance_hours"],
         earliest_clinical_year=doc["earliest_clinical_year"],
+        excluded_medication_status=frozenset(doc["medications"]["excluded_status"]),
+        ended_medication_status=frozenset(doc["medications"]["ended_status"]),
+        medication_recent_days=doc["medications"]["recent_days"],
     )
 
 
@@ -436,12 +520,19 @@ def _reference_problems(
         for theme in rule.unless_themes:
             if theme not in themes:
                 problems.append(f"{where}: unless_themes names unknown theme {theme!r}")
-        wanted = list(rule.valuesets) + [v for r in rule.requires for v in r.valuesets]
+        extra = rule.requires + rule.none_of + rule.explain
+        wanted = list(rule.valuesets) + [v for r in extra for v in r.all_valuesets()]
         problems += [f"{where}: unknown value set {v!r}" for v in wanted if v not in valuesets]
-        problems += [f"{where}: unknown measure {m!r}" for m in rule.measures if m not in measures]
+        wanted_measures = list(rule.measures) + [m for r in extra for m in r.all_measures()]
+        problems += [
+            f"{where}: unknown measure {m!r}" for m in wanted_measures if m not in measures
+        ]
         if rule.source.guideline and rule.source.guideline not in guidelines:
             problems.append(f"{where}: unknown guideline {rule.source.guideline!r}")
-        if not quote_in_article(rule.source.quote, article_text):
+        if rule.source.quote is None:
+            if not (rule.source.guideline and rule.source.says):
+                problems.append(f"{where}: a rule without an article quote needs guideline+says")
+        elif not quote_in_article(rule.source.quote, article_text):
             problems.append(f"{where}: source quote is not in the article: {rule.source.quote!r}")
     for theme in themes.values():
         if theme.questions:
@@ -475,12 +566,15 @@ def _criteria_problems(
         where = f"criteria.yaml: {criterion.id}"
         problems += [
             f"{where}: unknown value set {v!r}"
-            for v in criterion.requirement.valuesets
+            for v in criterion.requirement.all_valuesets()
             if v not in valuesets
         ]
         if criterion.guideline and criterion.guideline not in guidelines:
             problems.append(f"{where}: unknown guideline {criterion.guideline!r}")
-        if not quote_in_article(criterion.quote, article_text):
+        if not criterion.quote:
+            if not criterion.guideline:
+                problems.append(f"{where}: needs an article quote or a guideline")
+        elif not quote_in_article(criterion.quote, article_text):
             problems.append(f"{where}: source quote is not in the article: {criterion.quote!r}")
     return problems
 
@@ -499,7 +593,7 @@ def rules_that_cannot_fire(kb: KnowledgeBase) -> list[str]:
             names = ", ".join(rule.valuesets)
             reasons.append(f"{where} can never fire: its value sets ({names}) hold no code")
         for requirement in rule.requires:
-            if _empty(requirement.valuesets, kb.valuesets):
+            if requirement.valuesets and _empty(requirement.valuesets, kb.valuesets):
                 names = ", ".join(requirement.valuesets)
                 reasons.append(f"{where} can never fire: its requirement ({names}) holds no code")
     return reasons
@@ -593,7 +687,9 @@ def compile_knowledge(docs: Mapping[str, Any]) -> KnowledgeBase:
     if hashlib.sha256(article_text.encode()).hexdigest() != art["text_sha256"]:
         problems.append("sources.yaml: the article text does not match text_sha256")
 
-    criteria = {cid: _compile_criterion(cid, c) for cid, c in docs["criteria"]["criteria"].items()}
+    criteria: dict[str, Criterion] = {}
+    for cid, cdoc in docs["criteria"]["criteria"].items():
+        criteria[cid] = _compile_criterion(cid, cdoc, criteria, problems)
     problems += _criteria_problems(criteria, valuesets, guidelines, article_text)
     rules = [
         _compile_rule(doc, criteria, problems)

@@ -37,6 +37,17 @@ def unit_factor(measure: Measure, unit: str | None) -> float | None:
     return measure.units.get(unit.strip().lower())
 
 
+def unit_offset(measure: Measure, unit: str | None) -> float:
+    """The offset added before the factor (0 but for an affine unit such as [degF])."""
+    return measure.unit_offsets.get(unit.strip().lower(), 0.0) if unit else 0.0
+
+
+def to_canonical(measure: Measure, value: float, unit: str | None) -> float | None:
+    """A value in the measure's canonical unit, or None when the unit is unknown."""
+    factor = unit_factor(measure, unit)
+    return None if factor is None else (value + unit_offset(measure, unit)) * factor
+
+
 def _quantity_unit(quantity: Any) -> str | None:
     if quantity is None:
         return None
@@ -63,8 +74,7 @@ def _range_from_record(
 def _range_bound(measure: Measure, quantity: Any, value_unit: str | None) -> float | None:
     if quantity is None or quantity.value is None:
         return None
-    factor = unit_factor(measure, _quantity_unit(quantity) or value_unit)
-    return None if factor is None else float(quantity.value) * factor
+    return to_canonical(measure, float(quantity.value), _quantity_unit(quantity) or value_unit)
 
 
 def _range_text(low: Any, high: Any, unit: str | None) -> str:
@@ -74,19 +84,18 @@ def _range_text(low: Any, high: Any, unit: str | None) -> str:
     return f"{text} {unit}".strip() if unit else text
 
 
-def _in_unit(canonical: float, factor: float) -> str:
+def _in_unit(canonical: float, factor: float, offset: float = 0.0) -> str:
     """A canonical value written in the result's own unit, to three significant figures."""
-    return f"{canonical / factor:.3g}"
+    return f"{canonical / factor - offset:.3g}"
 
 
-def _default_range_text(measure: Measure, factor: float, unit: str) -> str:
+def _default_range_text(measure: Measure, factor: float, unit: str, offset: float = 0.0) -> str:
     """The default range, written in the unit the result itself was reported in."""
     low, high = measure.default_low, measure.default_high
     if low == high:
-        return f"normal {_in_unit(low, factor)} (default)"
-    return f"{_in_unit(low, factor)} to {_in_unit(high, factor)} {unit} (default)".replace(
-        "  ", " "
-    )
+        return f"normal {_in_unit(low, factor, offset)} (default)"
+    low_text, high_text = _in_unit(low, factor, offset), _in_unit(high, factor, offset)
+    return f"{low_text} to {high_text} {unit} (default)".replace("  ", " ")
 
 
 def _measured_code(measure: Measure, obs: Any) -> str | None:
@@ -133,7 +142,8 @@ def read_measure(measure: Measure, obs: Any, interpretations: frozenset[str]) ->
     mismatch = _property_mismatch(measure, obs, unit)
     if mismatch is not None:
         return Reading("unreadable", mismatch, value, shown_unit, None, None)
-    canonical = value * factor
+    offset = unit_offset(measure, unit)
+    canonical = (value + offset) * factor
     low, high, range_text = _range_from_record(measure, obs, unit)
     critical = _critical(measure, canonical, interpretations, factor, shown_unit)
     if critical is not None:
@@ -152,7 +162,7 @@ def read_measure(measure: Measure, obs: Any, interpretations: frozenset[str]) ->
         basis = "below the lab's reference range"
     else:
         low, high = measure.default_low, measure.default_high
-        range_text = _default_range_text(measure, factor, shown_unit)
+        range_text = _default_range_text(measure, factor, shown_unit, offset)
         basis = "below the default reference range"
     if low is not None and canonical < low:
         return Reading("low", basis, value, shown_unit, canonical, range_text)

@@ -11,8 +11,8 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .findings import Finding, Measurement, PatientFindings
-from .knowledge import KnowledgeBase, Requirement, ReviewKind, Rule, RuleSource
+from .findings import Dated, Finding, Measurement, PatientFindings
+from .knowledge import Coding, KnowledgeBase, Requirement, ReviewKind, Rule, RuleSource
 
 Evidence = Finding | Measurement
 #: clinicalStatus codes that say a condition is current (condition-clinical "active" and children)
@@ -25,7 +25,7 @@ class Match:
 
     rule: Rule
     evidence: tuple[Evidence, ...]
-    context: tuple[Finding, ...]
+    context: tuple[Evidence, ...]
 
 
 @dataclass(frozen=True)
@@ -118,27 +118,83 @@ def _meets(requirement: Requirement, finding: Finding, today: dt.date) -> bool:
         return False
     if requirement.or_active and finding.clinical_status in ACTIVE_STATUSES:
         return True
+    if requirement.new:
+        return is_new(finding, requirement.within_days, today)
     return is_recent(finding, requirement.within_days, today)
 
 
+def age_in_years(birth: dt.date, today: dt.date) -> int:
+    return today.year - birth.year - ((today.month, today.day) < (birth.month, birth.day))
+
+
+def _age_finding(data: PatientFindings, years: int) -> Finding:
+    """The patient's age as a line of context (from Patient.birthDate)."""
+    assert data.birth_date is not None
+    return Finding(
+        references=(data.patient_reference,),
+        resource_type="Patient",
+        valuesets=frozenset(),
+        coding=Coding("Patient.birthDate", f"{years} years", f"Age {years}"),
+        dates=(Dated("born", data.birth_date),),
+    )
+
+
 class _Requirements:
-    """The findings meeting each requirement, computed once per call."""
+    """The findings, results or age meeting each requirement, computed once per call."""
 
-    def __init__(self, findings: list[Finding], today: dt.date):
-        self._findings = findings
+    def __init__(self, data: PatientFindings, today: dt.date):
+        self._data = data
         self._today = today
-        self._met: dict[Requirement, list[Finding]] = {}
+        self._met: dict[Requirement, list[Evidence]] = {}
 
-    def met(self, requirement: Requirement) -> list[Finding]:
+    def met(self, requirement: Requirement) -> list[Evidence]:
         if requirement not in self._met:
-            self._met[requirement] = [
-                f for f in self._findings if _meets(requirement, f, self._today)
-            ]
+            self._met[requirement] = self._compute(requirement)
         return self._met[requirement]
 
-    def context_for(self, rule: Rule, trigger: Evidence) -> list[Finding] | None:
-        """The other findings meeting each requirement of a rule, or None when one is not met."""
-        context: dict[int, Finding] = {}
+    def _compute(self, requirement: Requirement) -> list[Evidence]:
+        if requirement.any_of:
+            found: dict[int, Evidence] = {}
+            for part in requirement.any_of:
+                for item in self.met(part):
+                    found.setdefault(id(item), item)
+            return list(found.values())
+        if requirement.age_over is not None or requirement.age_under is not None:
+            return self._age(requirement)
+        if requirement.measures:
+            return list(
+                latest_measurements(
+                    requirement.measures,
+                    requirement.direction,
+                    requirement.within_days,
+                    self._data.measurements,
+                    self._today,
+                )
+            )
+        pool = self._data.findings
+        if requirement.include_past:
+            pool = pool + self._data.past
+        met = [f for f in pool if _meets(requirement, f, self._today)]
+        if requirement.min_age_days is not None and met:
+            earliest = min((d.day for f in met for d in f.dates), default=None)
+            if earliest is not None and (self._today - earliest).days < requirement.min_age_days:
+                return []
+        return list(met)
+
+    def _age(self, requirement: Requirement) -> list[Evidence]:
+        if self._data.birth_date is None:
+            return []
+        years = age_in_years(self._data.birth_date, self._today)
+        if requirement.age_over is not None and years <= requirement.age_over:
+            return []
+        if requirement.age_under is not None and years >= requirement.age_under:
+            return []
+        return [_age_finding(self._data, years)]
+
+    def context_for(self, rule: Rule, trigger: Evidence) -> list[Evidence] | None:
+        """The other evidence meeting each requirement of a rule, or None when one is not met
+        (or one of its `none_of` is met). What its `explain` entries find is added."""
+        context: dict[int, Evidence] = {}
         for requirement in rule.requires:
             met = self.met(requirement)
             others = [f for f in met[:2] if f is not trigger]
@@ -147,26 +203,37 @@ class _Requirements:
             for finding in met:
                 if finding is not trigger:
                     context.setdefault(id(finding), finding)
+        for requirement in rule.none_of:
+            if any(f is not trigger for f in self.met(requirement)):
+                return None
+        for requirement in rule.explain:
+            for finding in self.met(requirement):
+                if finding is not trigger:
+                    context.setdefault(id(finding), finding)
         return list(context.values())
 
 
-def _latest_measurements(
-    rule: Rule, measurements: list[Measurement], today: dt.date
+def latest_measurements(
+    measures: tuple[str, ...],
+    direction: str | None,
+    within_days: int | None,
+    measurements: list[Measurement],
+    today: dt.date,
 ) -> list[Measurement]:
-    """The latest result of each measure in the window, when it reads in the rule's direction."""
+    """The latest result of each measure in the window, when it reads in `direction`."""
     hits = []
-    for measure_id in rule.measures:
+    for measure_id in measures:
         recent = [
             m
             for m in measurements
             if m.measure == measure_id
             and m.date is not None
-            and is_recent(m, rule.new_within_days, today)
+            and is_recent(m, within_days, today)
         ]
         if not recent:
             continue
         latest = max(recent, key=lambda m: (m.date, m.reference))
-        if latest.reading.flag == rule.direction:
+        if latest.reading.flag == direction:
             hits.append(latest)
     return hits
 
@@ -175,7 +242,7 @@ def _latest_measurements(
 class _RuleResult:
     match: Match | None
     older: list[Finding]
-    undetermined: list[tuple[Finding, tuple[Finding, ...]]]
+    undetermined: list[tuple[Finding, tuple[Evidence, ...]]]
 
 
 def _coded_findings(rule: Rule, findings: Iterable[Finding], today: dt.date) -> list[Finding]:
@@ -192,11 +259,12 @@ def _evaluate_rule(
 ) -> _RuleResult:
     older: list[Finding] = []
     undetermined: list[Finding] = []
-    if rule.measures:
-        triggers: list[Evidence] = list(_latest_measurements(rule, data.measurements, today))
-    else:
-        triggers = []
-        for finding in _coded_findings(rule, data.findings, today):
+    triggers: list[Evidence] = latest_measurements(
+        rule.measures, rule.direction, rule.new_within_days, data.measurements, today
+    )
+    if rule.valuesets:
+        pool = data.findings + data.past if rule.include_past else data.findings
+        for finding in _coded_findings(rule, pool, today):
             if rule.active_for_days is not None or rule.or_recurring or rule.episodes:
                 if is_persistent(rule, finding, today):
                     triggers.append(finding)
@@ -210,7 +278,7 @@ def _evaluate_rule(
                 undetermined.append(finding)
             else:
                 older.append(finding)
-    context: dict[int, Finding] = {}
+    context: dict[int, Evidence] = {}
     if rule.episodes is not None and not triggers:
         coded = _coded_findings(rule, data.findings, today)
         if episode_count(rule, coded, data.past, today) >= rule.episodes.count:
@@ -261,13 +329,13 @@ def _concept(kb: KnowledgeBase, rule: Rule, finding: Finding) -> str:
 def _review_matches(
     kb: KnowledgeBase,
     red_flag_rules: list[Rule],
-    undetermined: list[tuple[Rule, Finding, tuple[Finding, ...]]],
+    undetermined: list[tuple[Rule, Finding, tuple[Evidence, ...]]],
     to_review: list[Finding],
     req: _Requirements,
     seen: set[str],
 ) -> list[Match]:
     """One line per red-flag record to verify or read, under the first red-flag rule it fits."""
-    items: list[tuple[Rule, Finding, tuple[Finding, ...], str]] = [
+    items: list[tuple[Rule, Finding, tuple[Evidence, ...], str]] = [
         (rule, f, ctx, "onset-unknown") for rule, f, ctx in undetermined
     ]
     for finding in to_review:
@@ -291,10 +359,10 @@ def _review_matches(
 
 def evaluate(kb: KnowledgeBase, data: PatientFindings, today: dt.date) -> Evaluation:
     """Every rule that fires, in card order, the older red flags worth a line, and the review."""
-    req = _Requirements(data.findings, today)
+    req = _Requirements(data, today)
     matches: list[Match] = []
     older: list[OlderFinding] = []
-    undetermined: list[tuple[Rule, Finding, tuple[Finding, ...]]] = []
+    undetermined: list[tuple[Rule, Finding, tuple[Evidence, ...]]] = []
     for rule in kb.rules:
         result = _evaluate_rule(rule, data, req, today)
         if result.match:
