@@ -40,11 +40,15 @@ def discovery_template(kb: KnowledgeBase, key: PrefetchKey, today: dt.date) -> s
         template = template.replace(
             "{since}", (today - dt.timedelta(days=key.since_days)).isoformat()
         )
-    if "{measure_codes}" in template:
-        codes = ",".join(
-            f"http://loinc.org|{code}" for m in kb.measures.values() for code in m.codes
-        )
-        template = template.replace("{measure_codes}", codes)
+    for placeholder, category in (("{measure_codes}", "laboratory"), ("{vital_codes}", "vital-signs")):
+        if placeholder in template:
+            codes = ",".join(
+                f"http://loinc.org|{code}"
+                for m in kb.measures.values()
+                if m.category == category
+                for code in m.codes
+            )
+            template = template.replace(placeholder, codes)
     return template
 
 
