@@ -85,6 +85,39 @@ def observation(
     return resource
 
 
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+
+
+def medication(
+    code: str,
+    *,
+    kind: str = "MedicationRequest",
+    status: str = "active",
+    started_days_ago: int = 200,
+    route: str | None = None,
+    patient: str = PATIENT_ID,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A MedicationRequest (or MedicationStatement) coded in RxNorm, started days ago."""
+    resource: dict[str, Any] = {
+        "resourceType": kind,
+        "id": f"m-{uuid.uuid4().hex[:8]}",
+        "status": status,
+        "subject": {"reference": f"Patient/{patient}"},
+        "medicationCodeableConcept": {"coding": [{"system": RXNORM, "code": code}]},
+    }
+    if kind == "MedicationRequest":
+        resource["intent"] = "order"
+        resource["authoredOn"] = days_ago(started_days_ago)
+    else:
+        resource["effectivePeriod"] = {"start": days_ago(started_days_ago)}
+    if route:
+        dosage = [{"route": {"coding": [{"system": "http://snomed.info/sct", "code": route}]}}]
+        resource["dosageInstruction" if kind == "MedicationRequest" else "dosage"] = dosage
+    resource.update(extra)
+    return resource
+
+
 def quantity(value: float, unit: str) -> dict[str, Any]:
     return {"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit}
 
@@ -104,6 +137,8 @@ def hook_body(
     *,
     hook: str = "patient-view",
     patient: str = PATIENT_ID,
+    medications: list[Mapping[str, Any]] | None = None,
+    birth_date: str | None = None,
     **overrides: Any,
 ) -> dict[str, Any]:
     """A CDS Hooks request with every prefetch key filled (observations go to both keys' bundle)."""
@@ -116,13 +151,21 @@ def hook_body(
         "hookInstance": str(uuid.uuid4()),
         "context": context,
         "prefetch": {
-            "patient": {"resourceType": "Patient", "id": patient},
+            "patient": {"resourceType": "Patient", "id": patient}
+            | ({"birthDate": birth_date} if birth_date else {}),
             "conditions": searchset(list(conditions or [])),
             "labs": searchset(
                 [o for o in obs if o["code"]["coding"][0]["system"] == "http://loinc.org"]
             ),
             "findings": searchset(
                 [o for o in obs if o["code"]["coding"][0]["system"] != "http://loinc.org"]
+            ),
+            "vitals": searchset([]),
+            "medication_requests": searchset(
+                [m for m in medications or [] if m["resourceType"] == "MedicationRequest"]
+            ),
+            "medication_statements": searchset(
+                [m for m in medications or [] if m["resourceType"] == "MedicationStatement"]
             ),
         },
     }

@@ -481,6 +481,8 @@ def _medication_finding(
         valuesets=kept,
         coding=coding,
         dates=dates,
+        # an active prescription is current whenever it was written (like an active condition)
+        clinical_status="active" if status == "active" else None,
         qualifier=status if status in policy.ended_medication_status else None,
         when=started,
         timing=ONSET if started else UNKNOWN,
