@@ -19,7 +19,15 @@ def test_a_service_for_patient_view_and_one_for_encounter_start(client):
     assert set(hooks) == {"patient-view", "encounter-start"}
     for service in hooks.values():
         assert service["id"] and service["title"] and service["description"]
-        assert set(service["prefetch"]) == {"patient", "conditions", "labs", "findings"}
+        assert set(service["prefetch"]) == {
+            "patient",
+            "conditions",
+            "labs",
+            "findings",
+            "vitals",
+            "medication_requests",
+            "medication_statements",
+        }
 
 
 def test_prefetch_templates_use_only_context_tokens_and_the_query_subset(client):

@@ -40,7 +40,8 @@ def discovery_template(kb: KnowledgeBase, key: PrefetchKey, today: dt.date) -> s
         template = template.replace(
             "{since}", (today - dt.timedelta(days=key.since_days)).isoformat()
         )
-    for placeholder, category in (("{measure_codes}", "laboratory"), ("{vital_codes}", "vital-signs")):
+    placeholders = (("{measure_codes}", "laboratory"), ("{vital_codes}", "vital-signs"))
+    for placeholder, category in placeholders:
         if placeholder in template:
             codes = ",".join(
                 f"http://loinc.org|{code}"
