@@ -32,8 +32,12 @@ from cds_service.memory.models import ServiceCall
 from cds_service.samples import load_index, sample_request
 from cds_service.web.state import EXTENSION_KEY
 
-#: (chart name, relative weight): most charts opened have nothing for this service to say.
-QUIET_WEIGHT = 14
+#: Relative weights of the charts: most charts opened have nothing for this service to say,
+#: and a few findings are rare (their rules end up with too few cards to judge).
+QUIET_WEIGHT = 60
+CARD_WEIGHT = 3
+RARE_WEIGHT = 0.25
+RARE = frozenset({"low-gcs-with-back-spasm", "low-calcium-in-mg-dl", "sciatica-with-back-pain"})
 #: How often a card of each indicator is overridden, and accepted, when feedback comes.
 OVERRIDE_LIKELIHOOD = {"critical": 0.12, "warning": 0.35, "info": 0.55}
 FEEDBACK_LIKELIHOOD = 0.65
@@ -49,7 +53,10 @@ COMMENTS = [
 
 
 def _weights(charts: list[Any]) -> list[int]:
-    return [QUIET_WEIGHT if not c.indicators else 3 for c in charts]
+    return [
+        QUIET_WEIGHT if not c.indicators else RARE_WEIGHT if c.name in RARE else CARD_WEIGHT
+        for c in charts
+    ]
 
 
 def _feedback_for(
