@@ -529,7 +529,12 @@ def _override_chart(report: Report) -> Any:
     )
     figure.update_layout(
         title="Override rate per rule (overridden / issued cards; grey: " + TOO_FEW + ")",
-        xaxis={"title": "override rate (%)", "range": [0, 130], "ticksuffix": "%"},
+        xaxis={
+            "title": "override rate",
+            "range": [0, 125],
+            "tickvals": [0, 20, 40, 60, 80, 100],
+            "ticktext": [f"{v}%" for v in range(0, 101, 20)],
+        },
         yaxis={"automargin": True},
         height=max(300, 30 * len(rules) + 140),
         margin={"l": 20, "r": 20},
@@ -568,6 +573,7 @@ def _calls_chart(report: Report) -> Any:
                 x=[d.isoformat() for d in days],
                 y=[report.calls_per_day[(d, service)] for d in days],
                 name=service,
+                width=[0.8 * DAY_MS] * len(days),  # a day wide, even with one day of data
                 hovertemplate="%{x|%a %d %b %Y}: %{y} calls<extra>" + service + "</extra>",
             )
         )
@@ -578,45 +584,81 @@ def _calls_chart(report: Report) -> Any:
         xaxis=_day_axis(all_days) if all_days else {"title": "day (UTC)"},
         yaxis={"title": "calls", "rangemode": "tozero"},
         legend={"orientation": "h", "y": -0.25},
+        colorway=["#4e79a7", "#9c9c9c", "#76b7b2", "#b07aa1"],
     )
     return figure
 
 
-def _trend_chart(report: Report, rate: str, title: str) -> Any:
-    """A weekly rate per rule, for the rules that can be judged; counts in the hover."""
+def _trend_chart(report: Report) -> Any:
+    """Small multiples: per rule that can be judged, its weekly override and acceptance rates."""
     import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
 
-    names = {r["rule"]: r["title"] for r in report.rules if r["judged"]}
-    figure = go.Figure()
-    for rule_id, title_text in names.items():
-        weeks = [w for w in report.weekly if w["rule"] == rule_id]
-        part = "overridden" if rate == "override_rate" else "accepted"
-        figure.add_trace(
-            go.Scatter(
-                x=[w["week"] for w in weeks],
-                y=[w[rate] * 100 for w in weeks],
-                mode="lines+markers",
-                name=title_text,
-                customdata=[[w[part], w["issued"]] for w in weeks],
-                hovertemplate=(
-                    "week of %{x|%d %b}: %{y:.0f}% (%{customdata[0]} of %{customdata[1]})"
-                    "<extra>" + title_text + "</extra>"
+    rules = [r for r in report.rules if r["judged"]]
+    if not rules:
+        return go.Figure().update_layout(title="No rule has enough cards for a trend", height=200)
+    columns = 2
+    rows = math.ceil(len(rules) / columns)
+    figure = make_subplots(
+        rows=rows,
+        cols=columns,
+        subplot_titles=[f"{r['title']} ({r['indicator']})" for r in rules],
+        shared_xaxes="all",
+        vertical_spacing=min(0.12, 0.5 / rows),
+        horizontal_spacing=0.08,
+    )
+    weeks_seen = sorted({w["week"] for w in report.weekly})
+    lines = (("override_rate", "overridden", "#c62828"), ("acceptance_rate", "accepted", "#2e7d32"))
+    for index, rule in enumerate(rules):
+        weeks = [w for w in report.weekly if w["rule"] == rule["rule"]]
+        for rate, part, colour in lines:
+            figure.add_trace(
+                go.Scatter(
+                    x=[w["week"] for w in weeks],
+                    y=[w[rate] * 100 for w in weeks],
+                    mode="lines+markers",
+                    name=part,
+                    legendgroup=part,
+                    showlegend=index == 0,
+                    line={"color": colour},
+                    customdata=[[w[part], w["issued"]] for w in weeks],
+                    hovertemplate=(
+                        f"week of %{{x|%d %b}}: {part} %{{y:.0f}}% "
+                        "(%{customdata[0]} of %{customdata[1]} cards)<extra></extra>"
+                    ),
                 ),
+                row=index // columns + 1,
+                col=index % columns + 1,
             )
-        )
-    weeks = sorted({dt.date.fromisoformat(w["week"]) for w in report.weekly})
-    axis = _day_axis(weeks) if weeks else {}
-    if weeks:
-        axis |= {"dtick": 7 * DAY_MS, "tick0": weeks[0].isoformat(), "tickformat": "%d %b"}
-        axis["title"] = "week starting (Monday, UTC)"
+    figure.update_yaxes(range=[0, 105], tickvals=[0, 50, 100], ticktext=["0%", "50%", "100%"])
+    figure.update_xaxes(
+        type="date",
+        tickvals=weeks_seen,
+        ticktext=[dt.date.fromisoformat(w).strftime("%d %b") for w in weeks_seen],
+        range=_padded(weeks_seen, days=3),
+    )
+    figure.update_annotations(font_size=12)
     figure.update_layout(
-        title=title,
-        xaxis=axis,
-        yaxis={"title": "% of cards", "range": [0, 105], "ticksuffix": "%"},
-        legend={"orientation": "h", "y": -0.3},
-        height=460,
+        title="Weekly override and acceptance rates (weeks start on Monday)",
+        height=190 * rows + 140,
+        legend={"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right", "yanchor": "bottom"},
+        margin={"t": 110},
     )
     return figure
+
+
+def _padded(isodays: Sequence[str], days: int) -> list[str]:
+    first = dt.date.fromisoformat(isodays[0]) - dt.timedelta(days=days)
+    last = dt.date.fromisoformat(isodays[-1]) + dt.timedelta(days=days)
+    return [first.isoformat(), last.isoformat()]
+
+
+def week_days(report: Report) -> dict[str, int]:
+    """Per week (its Monday), on how many of its days the service was called: 7 is a full week."""
+    days: dict[str, set[dt.date]] = defaultdict(set)
+    for day, _ in report.calls_per_day:
+        days[week_of(day).isoformat()].add(day)
+    return {week: len(seen) for week, seen in days.items()}
 
 
 def weekly_table(report: Report) -> tuple[list[str], list[dict[str, Any]]]:
@@ -639,10 +681,7 @@ def render_html(report: Report) -> str:
     config = {"displaylogo": False, "responsive": True}
     figures = [
         _override_chart(report),
-        _trend_chart(report, "override_rate", "Override rate per week, rules that can be judged"),
-        _trend_chart(
-            report, "acceptance_rate", "Acceptance rate per week, rules that can be judged"
-        ),
+        _trend_chart(report),
         _calls_chart(report),
     ]
     charts = [
@@ -665,6 +704,7 @@ def render_html(report: Report) -> str:
         indicators=INDICATORS,
         too_few=TOO_FEW,
         weeks=weeks,
+        week_days=week_days(report),
         weekly_rows=weekly_rows,
         day=lambda iso: dt.date.fromisoformat(iso).strftime("%d %b"),
     )

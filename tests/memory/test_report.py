@@ -20,6 +20,8 @@ from cds_service.memory.report import (
     DAY_MS,
     Outcome,
     Override,
+    Report,
+    _calls_chart,
     _day_axis,
     _rank,
     latest_feedback,
@@ -190,7 +192,7 @@ def test_the_html_report_is_one_self_contained_page(seeded, tmp_path):
     report(seeded, "--format", "html", "--output", str(target))
     page = target.read_text()
     assert page.startswith("<!doctype html>")
-    assert page.count("Plotly.newPlot") == 4  # override rate, two weekly trends, calls per day
+    assert page.count("Plotly.newPlot") == 3  # override rate, weekly trends, calls per day
     assert "plotly.js v" in page  # its library is embedded...
     assert not re.search(r"<script[^>]+src=", page)  # ...not fetched
     assert not re.search(r"<link[^>]+href=\"https?:", page)
@@ -285,3 +287,10 @@ def test_ties_between_reasons_come_in_a_stable_order():
     assert first == top_reasons(list(reversed(overrides)), {})
     assert [r["count"] for r in first] == [1, 1, 1]
     assert first[2]["reason"] == "no reason given"
+
+
+def test_one_day_of_calls_draws_a_day_wide_bar():
+    day = dt.date(2026, 11, 25)
+    built = Report(rules=[], services=[], calls_per_day={(day, "back-spasm-patient-view"): 7})
+    (bars,) = _calls_chart(built).data
+    assert list(bars.y) == [7] and bars.width[0] == 0.8 * DAY_MS
