@@ -125,7 +125,10 @@ def _worker_exited(_arbiter: Any, worker: Any) -> None:
 
 
 def run_server(settings: Settings, *, host: str, port: int, workers: int) -> None:
-    prepare_multiprocess_dir()  # before any worker, and before prometheus_client is imported
+    try:  # before any worker, and before prometheus_client is imported
+        prepare_multiprocess_dir()
+    except OSError as exc:
+        raise ServeError(f"metrics folder unusable (PROMETHEUS_MULTIPROC_DIR): {exc}") from None
     check_startable(settings)
     if settings.allow_unauthenticated:
         log.warning(

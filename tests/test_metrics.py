@@ -13,7 +13,7 @@ from builders import PATIENT_VIEW, condition, hook_body
 from flask import Flask
 from jwt_clients import generate_key, make_auth_app
 from prometheus_client.parser import text_string_to_metric_families
-from served import serve, upgrade_database
+from served import refusal, serve, upgrade_database
 from test_server import sample_request
 
 from cds_service import Settings, create_app
@@ -99,6 +99,14 @@ def test_calls_cards_412s_feedback_and_the_audit_queue_are_counted(app):
     assert delta("cds_audit_records_total", outcome="written") == 3
     assert value(after, "cds_audit_queue_waiting") == 0
     assert "no-such-service" not in after  # a caller's words never become a label
+
+
+def test_a_preflight_is_not_counted_as_a_call(app):
+    client = app.test_client()
+    before = value(scrape(client), "cds_service_calls_total", service=PATIENT_VIEW, status="200")
+    assert client.options(URL).status_code == 200
+    after = value(scrape(client), "cds_service_calls_total", service=PATIENT_VIEW, status="200")
+    assert after == before
 
 
 def card_theme(app: Flask, rule_id: str) -> str:
@@ -268,3 +276,11 @@ def test_serve_uses_a_temporary_metrics_folder_when_none_is_set(tmp_path):
     finally:
         served.stop()
     assert not list(tmp_path.glob("cds-service-metrics-*")), "the run's folder is removed at exit"
+
+
+def test_serve_refuses_an_unusable_metrics_folder_in_one_line(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
+    env |= {"CDS_INSTANCE_PATH": str(tmp_path / "instance"), MULTIPROC_ENV: str(blocker / "m")}
+    assert "PROMETHEUS_MULTIPROC_DIR" in refusal(env, "--allow-unauthenticated")

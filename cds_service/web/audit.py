@@ -103,6 +103,8 @@ def _record_call(response: Response) -> Response:
 
 def _observe(s: ServiceState, status: int, record: AuditRecord | None) -> None:
     """The call in the metrics: its service (a known one), status, latency, cards and rules."""
+    if request.method != "POST":  # a CORS preflight is not a call
+        return
     service = (request.view_args or {}).get("service_id", "")
     if service not in s.knowledge.services:
         service = metrics.UNKNOWN_SERVICE
