@@ -1,4 +1,4 @@
-"""The `cds-service` command: serve, and the knowledge tools."""
+"""The `cds-service` command: serve, the database, the report, knowledge and testers' tools."""
 
 from __future__ import annotations
 
@@ -7,28 +7,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 import click
-from flask.cli import FlaskGroup
 
-from . import create_app
 from .settings import Settings
 
 if TYPE_CHECKING:
     from .tester import InProcessService
 
 
-def _app_factory() -> object:
-    return create_app()
-
-
-@click.group(
-    cls=FlaskGroup,
-    create_app=_app_factory,
-    add_default_commands=False,
-    add_version_option=False,
-    load_dotenv=False,
-)
+@click.group(context_settings={"max_content_width": 100})
 def main() -> None:
-    """Back-spasm CDS Hooks service."""
+    """Back-spasm CDS Hooks service.
+
+    Settings come from CDS_* environment variables (see the README); no command reads them, or
+    builds the service, just to show its help.
+    """
 
 
 def _fail(message: str) -> NoReturn:
@@ -36,7 +28,7 @@ def _fail(message: str) -> NoReturn:
     sys.exit(2)
 
 
-@main.command("serve", with_appcontext=False)
+@main.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
 @click.option(
@@ -69,7 +61,7 @@ def _knowledge_dir(directory: str | None) -> Path:
     return Path(directory) if directory else Settings().knowledge_dir
 
 
-@knowledge.command("check", with_appcontext=False)
+@knowledge.command("check")
 @click.option(
     "--dir",
     "directory",
@@ -111,7 +103,7 @@ def knowledge_check(directory: str | None, strict: bool) -> None:
     )
 
 
-@knowledge.command("expand", with_appcontext=False)
+@knowledge.command("expand")
 @click.option("--dir", "directory", type=click.Path(file_okay=False), default=None)
 def knowledge_expand(directory: str | None) -> None:
     """Write expansions.json from the CMS ICD-10-CM hierarchy."""
@@ -139,18 +131,19 @@ def samples() -> None:
     """Synthetic sample patients (examples/charts)."""
 
 
-@samples.command("list", with_appcontext=False)
+@samples.command("list")
 def samples_list() -> None:
     """List the sample charts and what a clinician expects of each."""
+    from tabulate import tabulate
+
     from .samples import load_index
 
     _, charts = load_index()
-    for chart in charts:
-        shown = ", ".join(chart.indicators) or "no card"
-        click.echo(f"{chart.name:45} {chart.patient_id:32} {shown}")
+    rows = [(c.name, c.patient_id, ", ".join(c.indicators) or "no card") for c in charts]
+    click.echo(tabulate(rows, ["chart", "patient id", "expected cards"], tablefmt="simple"))
 
 
-@samples.command("request", with_appcontext=False)
+@samples.command("request")
 @click.argument("chart_name")
 @hook_option
 @click.option(
@@ -176,7 +169,7 @@ def samples_request(chart_name: str, hook: str, today: object) -> None:
     click.echo(json.dumps(request, indent=2))
 
 
-@samples.command("load", with_appcontext=False)
+@samples.command("load")
 @click.option("--fhir-server", "fhir_server", required=True, help="FHIR R4 base URL.")
 @click.option("--token", default=None, help="Bearer token for the FHIR server, if it needs one.")
 @click.option(
@@ -212,6 +205,7 @@ def _in_process_service(fhir_server: str) -> InProcessService:
     import shutil
     import tempfile
 
+    from . import create_app
     from .db import upgrade
     from .tester import InProcessService
 
@@ -230,15 +224,38 @@ def _in_process_service(fhir_server: str) -> InProcessService:
     return InProcessService(create_app(settings))
 
 
-@main.command("try", with_appcontext=False)
-@click.option("--fhir-server", "fhir_server", required=True, help="FHIR R4 base URL.")
+def _http_url(_ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """An http(s) URL with a host, or a usage error that says so."""
+    from urllib.parse import urlsplit
+
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise click.BadParameter(
+            f"{value!r} is not an http(s) URL, e.g. http://127.0.0.1:8090/fhir"
+        )
+    return value
+
+
+def service_base(url: str) -> str:
+    """The service's base URL, given it or its discovery URL (…/cds-services)."""
+    base = url.rstrip("/")
+    return base.removesuffix("/cds-services")
+
+
+@main.command("try")
+@click.option(
+    "--fhir-server", "fhir_server", required=True, callback=_http_url, help="FHIR R4 base URL."
+)
 @click.option("--patient", "patient_id", required=True, help="The patient's FHIR id.")
 @hook_option
 @click.option(
     "--service",
     "service_url",
     default=None,
-    help="Base URL of a running service (default: the service, in this process).",
+    callback=_http_url,
+    help="A running service: its base or discovery URL (default: the service, in this process).",
 )
 @click.option("--token", default=None, help="Bearer token for the FHIR server, if any.")
 @click.option(
@@ -261,7 +278,9 @@ def try_command(
 
     try:
         service: Service = (
-            RemoteService(service_url) if service_url else _in_process_service(fhir_server)
+            RemoteService(service_base(service_url))
+            if service_url
+            else _in_process_service(fhir_server)
         )
         call = try_service(
             service,
@@ -283,7 +302,7 @@ def db() -> None:
     """The service's database (CDS_DATABASE_URL)."""
 
 
-@db.command("upgrade", with_appcontext=False)
+@db.command("upgrade")
 @click.option("--revision", default="head", show_default=True, help="Target schema revision.")
 def db_upgrade(revision: str) -> None:
     """Bring the database to the current schema (creating it if needed)."""
@@ -300,12 +319,72 @@ def db_upgrade(revision: str) -> None:
     click.echo(f"database at revision {now}")
 
 
-@main.command("report", with_appcontext=False)
+@db.command("purge")
 @click.option(
-    "--since",
-    type=click.DateTime(formats=["%Y-%m-%d"]),
+    "--older-than",
+    "days",
+    type=click.IntRange(1, 36_500),
     default=None,
-    help="Only calls made on or after this day (UTC), YYYY-MM-DD.",
+    help="Remove what is older than this many days (default: CDS_RETENTION_DAYS).",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 100_000),
+    default=500,
+    show_default=True,
+    help="Calls (or feedback items) removed per transaction.",
+)
+def db_purge(days: int | None, batch_size: int) -> None:
+    """Remove audit records and feedback past the retention period, in bounded batches."""
+    from .db import make_engine, schema_problem
+    from .memory.retention import cutoff_for, purge
+
+    settings = Settings()
+    days = days or settings.retention_days
+    if days is None:
+        _fail("say how long to keep records: --older-than DAYS, or set CDS_RETENTION_DAYS")
+    url = settings.resolved_database_url()
+    engine = make_engine(url, connect_timeout_s=max(10.0, settings.database_timeout_seconds))
+    try:
+        problem = schema_problem(engine, url)
+        if problem:
+            _fail(problem)
+        try:
+            purged = purge(engine, cutoff_for(days), batch_size=batch_size)
+        except Exception as exc:  # a driver error: one clear line; the batches done stay done
+            _fail(f"purge stopped: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+    finally:
+        engine.dispose()
+    for line in purged.lines():
+        click.echo(line)
+
+
+def default_report_path(now: object = None) -> Path:
+    """Where an HTML report goes by default: the user's home, never the repository."""
+    import datetime as dt
+
+    stamp = (now if isinstance(now, dt.datetime) else dt.datetime.now(dt.UTC)).strftime(
+        "%Y%m%d-%H%M%S"
+    )
+    return Path.home() / "cds-service-reports" / f"rule-report-{stamp}.html"
+
+
+_DAY = click.DateTime(formats=["%Y-%m-%d"])
+
+
+@main.command("report")
+@click.option(
+    "--since", type=_DAY, default=None, help="Only calls made on or after this day (UTC)."
+)
+@click.option(
+    "--until", type=_DAY, default=None, help="Only calls made on or before this day (UTC)."
+)
+@click.option(
+    "--min-cards",
+    type=click.IntRange(1, 100_000),
+    default=20,
+    show_default=True,
+    help="Fewer cards than this and a rule is marked too few to judge.",
 )
 @click.option(
     "--format",
@@ -319,9 +398,15 @@ def db_upgrade(revision: str) -> None:
     "-o",
     type=click.Path(dir_okay=False, writable=True),
     default=None,
-    help="Write to this file instead of standard output.",
+    help=(
+        "Write to this file. Default: standard output; for html, "
+        "~/cds-service-reports/rule-report-<time>.html (outside the repository: it holds "
+        "clinicians' comments)."
+    ),
 )
-def report(since: object, output_format: str, output: str | None) -> None:
+def report(
+    since: object, until: object, min_cards: int, output_format: str, output: str | None
+) -> None:
     """Rule performance from the audit trail and feedback (CDS_DATABASE_URL)."""
     import datetime as dt
 
@@ -330,6 +415,10 @@ def report(since: object, output_format: str, output: str | None) -> None:
     from .knowledge_files import load_knowledge
     from .memory.report import RENDERERS, build_report
 
+    first = since.date() if isinstance(since, dt.datetime) else None
+    last = until.date() if isinstance(until, dt.datetime) else None
+    if first and last and last < first:
+        _fail("--until is before --since")
     settings = Settings()
     url = settings.resolved_database_url()
     engine = make_engine(url, connect_timeout_s=10.0)
@@ -338,15 +427,19 @@ def report(since: object, output_format: str, output: str | None) -> None:
         if problem:
             _fail(problem)
         try:
-            kb = load_knowledge(settings.knowledge_dir)  # for the override reasons' displays
+            kb = load_knowledge(settings.knowledge_dir)  # rule and card titles, reason displays
         except KnowledgeError:
             kb = None
-        day = since.date() if isinstance(since, dt.datetime) else None
-        text = RENDERERS[output_format](build_report(engine, day, kb))
+        built = build_report(engine, first, kb, until=last, min_cards=min_cards)
+        text = RENDERERS[output_format](built)
     finally:
         engine.dispose()
-    if output:
-        Path(output).write_text(text, encoding="utf-8")
-        click.echo(f"wrote {output}", err=True)
+    target = Path(output) if output else None
+    if target is None and output_format == "html":
+        target = default_report_path()
+        target.parent.mkdir(parents=True, exist_ok=True)
+    if target:
+        target.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {target}", err=True)
     else:
         click.echo(text, nl=False)

@@ -22,6 +22,7 @@ from functools import partial
 from typing import Any
 from urllib.parse import unquote, urljoin
 
+from . import metrics
 from .core.envelope import HookRequest
 from .core.knowledge import KnowledgeBase
 from .core.prefetch import KeyData, discovery_template, read_bundle, read_prefetch, render_query
@@ -139,6 +140,7 @@ def _from_server(
         else fhir.policy.refusal(request.fhir_server, token is not None)
     )
     if fhir is None or refusal is not None:
+        metrics.observe_fallback(dict.fromkeys(wanted))
         why = f"the FHIR server was not contacted: {refusal}"
         return {key: _unavailable(data, why) for key, data in wanted.items()}
     server = _Server(
@@ -158,6 +160,9 @@ def _from_server(
         else result
         for key, result in results.items()
     }
+    metrics.observe_fallback(
+        {key: not isinstance(result, FetchError) for key, result in results.items()}
+    )
     log.info(
         "FHIR server fallback for %s in %.0f ms: %s",
         ", ".join(sorted(out)),

@@ -132,7 +132,7 @@ def sample_request(
         context["encounterId"] = f"{chart.patient_id}-encounter"
     return {
         "hook": hook,
-        "hookInstance": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{chart.name}/{hook}/{today}")),
+        "hookInstance": str(uuid.uuid4()),  # a fresh hook instance, as an EHR sends
         "context": context,
         "prefetch": prefetch_for(kb, resources, context, today),
     }

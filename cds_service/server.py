@@ -12,6 +12,7 @@ from .auth.clients import TrustedClientsError, load_trusted_clients
 from .core.knowledge import KnowledgeError
 from .db import make_engine, schema_problem
 from .knowledge_files import load_knowledge
+from .metrics_dir import prepare_multiprocess_dir
 from .settings import Settings
 
 log = logging.getLogger("cds_service.server")
@@ -112,10 +113,22 @@ def gunicorn_options(host: str, port: int, workers: int) -> dict[str, Any]:
         "limit_request_line": GUNICORN_LIMIT_REQUEST_LINE,
         "limit_request_fields": GUNICORN_LIMIT_REQUEST_FIELDS,
         "limit_request_field_size": GUNICORN_LIMIT_REQUEST_FIELD_SIZE,
+        "child_exit": _worker_exited,
     }
 
 
+def _worker_exited(_arbiter: Any, worker: Any) -> None:
+    """The server hook the metrics need: a worker is gone, its live gauges stop counting."""
+    from .metrics import worker_exited
+
+    worker_exited(worker.pid)
+
+
 def run_server(settings: Settings, *, host: str, port: int, workers: int) -> None:
+    try:  # before any worker, and before prometheus_client is imported
+        prepare_multiprocess_dir()
+    except OSError as exc:
+        raise ServeError(f"metrics folder unusable (PROMETHEUS_MULTIPROC_DIR): {exc}") from None
     check_startable(settings)
     if settings.allow_unauthenticated:
         log.warning(

@@ -99,6 +99,22 @@ class Settings(BaseSettings):
     jwks_timeout_seconds: float = Field(
         default=2.0, gt=0, le=10, description="Timeout of one JWK Set fetch."
     )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        min_length=16,
+        description=(
+            "Bearer token a scraper must send to read /metrics; when unset, /metrics is open "
+            "(protect it at the proxy or the network instead)."
+        ),
+    )
+    retention_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=36_500,
+        description=(
+            "Days audit records and feedback are kept: the default of `cds-service db purge`."
+        ),
+    )
     max_header_bytes: int = Field(
         default=16_384, ge=1024, le=65_536, description="Most bytes of request headers."
     )

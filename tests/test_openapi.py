@@ -466,6 +466,13 @@ def test_readyz(client: FlaskClient, openapi: OpenAPI) -> None:
     assert response.get_json()["rules"] > 0
 
 
+def test_metrics(client: FlaskClient, openapi: OpenAPI) -> None:
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    check_response(openapi, response)
+    assert "# TYPE cds_service_calls_total counter" in response.get_data(as_text=True)
+
+
 def test_openapi_route_serves_this_document(client: FlaskClient, openapi: OpenAPI) -> None:
     response = client.get("/openapi.yaml")
     assert response.status_code == 200

@@ -84,10 +84,10 @@ def test_old_onset_recorded_today_is_not_new_but_on_record(send):
 
 
 @pytest.mark.parametrize(
-    ("onset", "critical"),
+    ("onset", "expected"),
     [
-        ({"onsetPeriod": {"start": "2026-11-23"}}, True),
-        ({"onsetPeriod": {"start": "2024-01-01"}}, False),
+        ({"onsetPeriod": {"start": "2026-11-23"}}, "critical"),
+        ({"onsetPeriod": {"start": "2024-01-01"}}, None),
         (
             {
                 "onsetAge": {
@@ -97,7 +97,7 @@ def test_old_onset_recorded_today_is_not_new_but_on_record(send):
                     "code": "a",
                 }
             },
-            True,
+            "warning",
         ),
         (
             {
@@ -108,19 +108,43 @@ def test_old_onset_recorded_today_is_not_new_but_on_record(send):
                     "code": "a",
                 }
             },
-            False,
+            None,
         ),
         (
             {"onsetRange": {"low": {"value": 20, "code": "a"}, "high": {"value": 25, "code": "a"}}},
-            False,
+            None,
         ),
+        ({"onsetAge": {"value": 16976, "code": "d"}}, "critical"),
+        ({"onsetDateTime": "2026"}, "warning"),
+        ({"onsetDateTime": "2026-11"}, "warning"),
+        ({"onsetDateTime": "2025"}, None),
     ],
-    ids=["period-new", "period-old", "age-now", "age-30", "range-old"],
+    ids=[
+        "period-new",
+        "period-old",
+        "age-in-years-spans-months",
+        "age-30",
+        "range-old",
+        "age-in-days-new",
+        "year-only",
+        "month-only",
+        "last-year",
+    ],
 )
-def test_onset_period_age_and_range_decide(send, onset, critical):
-    flag = condition("R33.9", onset_days_ago=None, recorded_days_ago=0, **onset)
+def test_onset_period_age_and_range_decide(send, onset, expected):
+    """A precise onset decides; an imprecise one (a year, a month, an age in years) that may be
+    new or old is a warning to confirm when it began, never an emergency nor silence."""
+    flag = condition("R33.9", onset_days_ago=None, recorded_days_ago=0, rid="dated", **onset)
     cards = send([condition(BACK_SPASM), flag], birth_date="1980-06-01")
-    assert ("critical" in indicators(cards)) is critical
+    if expected is None:
+        assert not {"critical", "warning"} & set(indicators(cards))
+        assert "Also on record, not new" in text(cards) and "dated" in text(cards)
+    else:
+        assert indicators(cards)[0] == expected
+        assert "critical" not in indicators(cards)[1:]
+    if expected == "warning":
+        assert "confirm when it began" in cards[0]["summary"]
+        assert "onset between" in cards[0]["detail"]
 
 
 def test_past_abatement_ends_the_finding_even_with_an_active_status(send):

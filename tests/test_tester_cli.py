@@ -162,10 +162,11 @@ def running(loaded, tmp_path_factory) -> Iterator[tuple[str, Path]]:
 @pytest.mark.parametrize("prefetch", [[], ["--no-prefetch"]], ids=["prefetch", "no-prefetch"])
 def test_try_against_a_running_service(loaded, running, prefetch):
     url, log = running
+    given = url if prefetch else f"{url}/cds-services"  # the base URL, or the discovery URL
     result = cds(
         "try",
         "--service",
-        url,
+        given,
         "--fhir-server",
         loaded.base,
         "--patient",

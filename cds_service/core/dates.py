@@ -83,33 +83,100 @@ def parse_day(value: object, limits: Limits) -> dt.date | None:
     return day
 
 
-def age_to_day(age: object, birth: dt.date | None, limits: Limits) -> dt.date | None:
-    """The last day of the age interval (a FHIR Age) after birth, or None when unreadable."""
-    if birth is None or type(age) is not dict:
+def first_day(value: object, limits: Limits) -> dt.date | None:
+    """The first day a FHIR date/dateTime could stand for: a year's 1 January, a month's 1st.
+
+    With `parse_day` (the last day) it spans an imprecise date; for a full date both are the day.
+    """
+    day = parse_day(value, limits)
+    if day is None:
+        return None
+    match = _DATE.fullmatch(str(value).strip())
+    if match is None or match["d"] is not None:
+        return day
+    return dt.date(day.year, 1 if match["m"] is None else day.month, 1)
+
+
+def _age_days(age: object) -> tuple[float, float] | None:
+    """A FHIR Age as (its value, the length of its unit) in days, or None when unreadable."""
+    if type(age) is not dict:
         return None
     value = age.get("value")
     unit = age.get("code") if type(age.get("code")) is str else age.get("unit")
     if type(value) not in (int, float) or type(unit) is not str or value < 0:
         return None
     days = AGE_UNIT_DAYS.get(unit.strip())
-    if days is None:
+    return None if days is None else (value, days)
+
+
+def _plausible(day: dt.date, limits: Limits) -> dt.date | None:
+    day = min(day, limits.today)
+    return day if limits.earliest <= day <= limits.latest else None
+
+
+def age_to_day(age: object, birth: dt.date | None, limits: Limits) -> dt.date | None:
+    """The last day of the age interval (a FHIR Age) after birth, or None when unreadable."""
+    parsed = _age_days(age)
+    if birth is None or parsed is None:
         return None
+    value, days = parsed
     try:
         day = birth + dt.timedelta(days=(value + 1) * days - 1 if days >= 1 else value * days)
     except OverflowError:
         return None
-    day = min(day, limits.today)
-    return day if limits.earliest <= day <= limits.latest else None
+    return _plausible(day, limits)
+
+
+def age_to_first_day(age: object, birth: dt.date | None, limits: Limits) -> dt.date | None:
+    """The first day of the age interval (a FHIR Age) after birth, or None when unreadable."""
+    parsed = _age_days(age)
+    if birth is None or parsed is None:
+        return None
+    value, days = parsed
+    try:
+        day = birth + dt.timedelta(days=value * days)
+    except OverflowError:
+        return None
+    return _plausible(day, limits)
 
 
 def onset_day(
     resource: Mapping[str, object], birth: dt.date | None, limits: Limits
 ) -> tuple[str | None, dt.date | None]:
     """Which onset[x] a Condition gives (its element name), and the day it reads as."""
+    name, _, last = onset_span(resource, birth, limits)
+    return name, last
+
+
+def onset_span(
+    resource: Mapping[str, object], birth: dt.date | None, limits: Limits
+) -> tuple[str | None, dt.date | None, dt.date | None]:
+    """Which onset[x] a Condition gives, and the first and last day it may stand for.
+
+    A full date is one day. A year, a month, an age in years or an age range spans many days:
+    the onset may be new or old, and only the whole span inside a window makes it new.
+    """
     for name in ("onsetDateTime", "onsetPeriod", "onsetAge", "onsetRange", "onsetString"):
         if name in resource:
-            return name, _onset_value(name, resource[name], birth, limits)
-    return None, None
+            value = resource[name]
+            last = _onset_value(name, value, birth, limits)
+            first = _onset_first(name, value, birth, limits) if last else None
+            return name, first or last, last
+    return None, None, None
+
+
+def _onset_first(name: str, value: object, birth: dt.date | None, limits: Limits) -> dt.date | None:
+    if name == "onsetDateTime":
+        return first_day(value, limits)
+    if name == "onsetPeriod":
+        return first_day(value.get("start"), limits) if type(value) is dict else None
+    if name == "onsetAge":
+        return age_to_first_day(value, birth, limits)
+    if name == "onsetRange" and type(value) is dict:
+        return age_to_first_day(value.get("low"), birth, limits) or age_to_first_day(
+            value.get("high"), birth, limits
+        )
+    return None
 
 
 def _onset_value(name: str, value: object, birth: dt.date | None, limits: Limits) -> dt.date | None:

@@ -23,7 +23,7 @@ from fhir.resources.R4B.observation import Observation
 from pydantic import ValidationError
 
 from .codes import CANONICAL_SYSTEMS, ICD10CM, LOINC, normalize_code, normalize_system
-from .dates import Limits, abatement_day, birth_date, onset_day, parse_day
+from .dates import Limits, abatement_day, birth_date, onset_span, parse_day
 from .knowledge import Coding, KnowledgeBase
 from .labs import Reading, read_measure
 from .records import patient_id_of, resource_reference
@@ -76,6 +76,7 @@ class Finding:
     clinical_status: str | None = None
     qualifier: str | None = None  # e.g. "provisional", "recurrence"
     when: dt.date | None = None
+    since: dt.date | None = None  # an imprecise onset's first possible day (`when` its last)
     timing: str = UNKNOWN  # ONSET | RECORDED | UNKNOWN
     not_after: dt.date | None = None
     notes: tuple[str, ...] = ()
@@ -249,7 +250,7 @@ def _condition_finding(
             return f"abated {abated_on.isoformat()}"
         if abated_on is None and clinical is None and policy.abatement_ends_condition:
             return "abated"
-    onset_by, onset_on = onset_day(res, ctx.birth, ctx.limits)
+    onset_by, onset_from, onset_on = onset_span(res, ctx.birth, ctx.limits)
     recorded = parse_day(res.get("recordedDate"), ctx.limits)
     if "recordedDate" in res and recorded is None:
         notes.append(f"recorded date unreadable ({_short(res['recordedDate'])})")
@@ -257,8 +258,10 @@ def _condition_finding(
         notes.append(f"onset as text: {_short(res[onset_by])}")
     elif onset_by and onset_on is None:
         notes.append(f"onset unreadable ({_short(res[onset_by])})")
+    since = onset_from if onset_from != onset_on else None
+    onset_kind = "onset" if since is None else f"onset between {since.isoformat()} and"
     dates = tuple(
-        Dated(kind, day) for kind, day in (("onset", onset_on), ("recorded", recorded)) if day
+        Dated(kind, day) for kind, day in ((onset_kind, onset_on), ("recorded", recorded)) if day
     )
     if onset_on is not None:
         when, timing, not_after = onset_on, ONSET, None
@@ -278,6 +281,7 @@ def _condition_finding(
         clinical_status=clinical,
         qualifier=qualifier,
         when=when,
+        since=since,
         timing=timing,
         not_after=not_after,
         notes=tuple(notes),
@@ -672,11 +676,13 @@ def merge_findings(findings: list[Finding]) -> list[Finding]:
 
 
 def _merge(group: list[Finding]) -> Finding:
-    onsets = [f.when for f in group if f.timing == ONSET and f.when]
+    onsets = [f for f in group if f.timing == ONSET and f.when]
     recordings = [f.when for f in group if f.timing == RECORDED and f.when]
     not_afters = [f.not_after for f in group if f.not_after]
+    since = None
     if onsets:
-        when, timing, not_after = max(onsets), ONSET, None
+        latest = max(onsets, key=lambda f: (f.when, f.since or f.when))
+        when, since, timing, not_after = latest.when, latest.since, ONSET, None
     elif recordings:
         when, timing, not_after = min(recordings), RECORDED, None
     else:
@@ -693,6 +699,7 @@ def _merge(group: list[Finding]) -> Finding:
         clinical_status=active[0] if active else None,
         qualifier=next((f.qualifier for f in group if f.qualifier), None),
         when=when,
+        since=since,
         timing=timing,
         not_after=not_after,
         notes=tuple(dict.fromkeys(n for f in group for n in f.notes)),

@@ -57,18 +57,28 @@ def is_recent(item: Evidence, within_days: int | None, today: dt.date) -> bool:
 
 
 def is_new(item: Evidence, within_days: int | None, today: dt.date) -> bool:
-    """New: the day that decides (onset, or recording without an onset) is in the window."""
+    """New: the day that decides (onset, or recording without an onset) is in the window.
+
+    An imprecise onset (a year, a month, an age in years) is new only when all of it is.
+    """
     if within_days is None:
         return True
     if isinstance(item, Measurement):
         return is_recent(item, within_days, today)
-    return item.when is not None and (today - item.when).days <= within_days
+    first = item.since or item.when
+    return first is not None and (today - first).days <= within_days
 
 
 def is_undetermined(item: Finding, within_days: int | None, today: dt.date) -> bool:
-    """Whether it cannot be told if a finding is new: no readable onset, and no old recording."""
-    if within_days is None or item.when is not None:
+    """Whether it cannot be told if a finding is new.
+
+    No readable onset and no old recording; or an imprecise onset that reaches into the window
+    and begins before it ("2026", "46 years old"): it may be new, and it may be old.
+    """
+    if within_days is None:
         return False
+    if item.when is not None:
+        return item.since is not None and (today - item.when).days <= within_days
     return item.not_after is None or (today - item.not_after).days <= within_days
 
 

@@ -28,6 +28,7 @@ from sqlalchemy import Connection, Engine, Table, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from .. import metrics
 from ..core.audit import AuditRecord, patient_key
 from ..settings import Settings
 from .models import EvidenceRef, Feedback, FiredRule, IssuedCard, ServiceCall
@@ -121,6 +122,7 @@ class AuditWriter:
             return False
         with self._lock:
             self._accepted += 1
+        metrics.AUDIT_WAITING.inc()
         return True
 
     def count_dropped(self, size: int = 1) -> None:
@@ -235,10 +237,15 @@ class AuditWriter:
         self._count("recorded" if written else "dropped", size)
         with self._lock:
             self._settled += size
+        metrics.AUDIT_WAITING.dec(size)
 
     def _count(self, name: str, size: int) -> None:
         with self._lock:
             self._counts[name] += size
+        if name == "failed_writes":
+            metrics.AUDIT_FAILED_WRITES.inc(size)
+        else:
+            metrics.AUDIT_RECORDS.labels("written" if name == "recorded" else name).inc(size)
 
     def _warn(self, message: str) -> None:
         now = time.monotonic()

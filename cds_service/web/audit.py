@@ -15,6 +15,7 @@ from typing import Any
 
 from flask import Flask, Response, g, request
 
+from .. import metrics
 from ..core.audit import AuditRecord, CallFacts, Client, audit_record
 from ..core.envelope import HookRequest
 from ..core.pipeline import Decision
@@ -87,14 +88,31 @@ def _record_call(response: Response) -> Response:
     if request.endpoint != SERVICE_ENDPOINT:
         return response
     s = state()
-    if s.audit is None:
-        return response
+    record: AuditRecord | None = None
     try:
-        s.audit.writer.submit(build_record(s, response.status_code))
+        record = build_record(s, response.status_code)
+        if s.audit is not None:
+            s.audit.writer.submit(record)
     except Exception:  # the audit never fails the clinician's call
-        s.audit.writer.count_dropped()
+        if s.audit is not None:
+            s.audit.writer.count_dropped()
         log.exception("audit: a service call could not be recorded")
+    _observe(s, response.status_code, record)
     return response
+
+
+def _observe(s: ServiceState, status: int, record: AuditRecord | None) -> None:
+    """The call in the metrics: its service (a known one), status, latency, cards and rules."""
+    if request.method != "POST":  # a CORS preflight is not a call
+        return
+    service = (request.view_args or {}).get("service_id", "")
+    if service not in s.knowledge.services:
+        service = metrics.UNKNOWN_SERVICE
+    try:
+        cards, rules = (record.cards, record.rules) if record is not None else ((), ())
+        metrics.observe_call(service, status, _latency_ms() / 1000, cards, rules)
+    except Exception:  # the metrics never fail the clinician's call
+        log.exception("metrics: a service call could not be counted")
 
 
 def init_audit(app: Flask) -> None:

@@ -11,6 +11,7 @@ import logging
 
 from flask import Blueprint, Response
 
+from .. import metrics
 from ..core.feedback import FeedbackError, feedback_rows, parse_feedback
 from ..core.outcome import invalid_outcome
 from ..db import DatabaseUnavailable
@@ -50,4 +51,5 @@ def send_feedback(service_id: str) -> Response:
             headers={"Retry-After": RETRY_AFTER_SECONDS},
         )
     log.info("feedback for %s: %d item(s) stored or already known", service_id, len(rows))
+    metrics.observe_feedback(service_id, [row["outcome"] for row in rows])
     return json_response({})

@@ -20,6 +20,7 @@ from flask import Flask, Response, current_app, request
 from flask_cors import CORS
 from sqlalchemy import Engine
 
+from .. import metrics
 from ..auth.clients import TrustedClientsError, load_trusted_clients
 from ..auth.keys import ClientKeys, FetchPolicy
 from ..auth.replay import ReplayGuard
@@ -133,6 +134,7 @@ def _authenticate() -> Response | None:
             exc.who["kid"],
             exc.who["jti"],
         )
+        metrics.observe_jwt_rejection(exc.reason)
         return error_response(401, "login", UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
     except DatabaseUnavailable as exc:
         log.error("JWT not checked for replay, request refused: %s", exc)

@@ -7,6 +7,7 @@ import uuid
 
 from flask import Blueprint, Response
 
+from .. import metrics
 from ..core.envelope import EnvelopeError, parse_envelope
 from ..core.outcome import missing_data_outcome
 from ..core.pipeline import decide
@@ -70,6 +71,7 @@ def call_service(service_id: str) -> Response:
     except DataMissing as exc:
         reasons = "; ".join(f"{k}: {v}" for k, v in sorted(exc.missing.items()))
         log.info("412 for %s: missing %s", service_id, reasons)
+        metrics.observe_missing(service_id, exc.missing)
         return json_response(missing_data_outcome(exc.missing), 412)
     decision = decide(
         s.knowledge,

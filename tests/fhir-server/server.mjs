@@ -4,7 +4,7 @@
 // Environment:
 //   FHIR_SERVER_TOKEN      the bearer token every FHIR request must carry; empty = an open server
 //   FHIR_SERVER_HOST       address to listen on (default 127.0.0.1)
-//   FHIR_SERVER_PORT       port (default 0: a free port)
+//   FHIR_SERVER_PORT       port (default 0: a free port); a port in use is one line on stderr
 //   FHIR_PAGE_SIZE         search page size when the request names no _count (default 20)
 //
 // On start it prints one line, `listening <base URL>`, to stdout. The FHIR base is <origin>/fhir.
@@ -267,6 +267,12 @@ const server = http.createServer((req, res) => {
   });
 });
 server.keepAliveTimeout = 30_000;
+server.on('error', (err) => {
+  // e.g. the port is taken: one line, not a stack trace
+  const why = err.code === 'EADDRINUSE' ? `port ${PORT} on ${HOST} is already in use` : err.message;
+  process.stderr.write(`fhir-server: cannot listen: ${why}; choose another port\n`);
+  process.exit(1);
+});
 server.listen(PORT, HOST, () => {
   const { address, port } = server.address();
   const shown = address.includes(':') ? `[${address}]` : address;
