@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from urllib.parse import parse_qsl
 
-ALLOWED_PARAMS = {"patient", "code", "category", "date", "_count", "_sort"}
+# "status" is a token parameter, matched by equality: inside the specification's query subset
+ALLOWED_PARAMS = {"patient", "code", "category", "date", "status", "_count", "_sort"}
 
 
 def services(client) -> list[dict]:

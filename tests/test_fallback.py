@@ -38,6 +38,10 @@ from cds_service.web.caller import Caller, set_caller
 
 LOINC_POTASSIUM = "2823-3"
 REQUIRED = {"conditions", "labs", "findings"}
+#: the optional keys of the guideline red flags: vital signs and medicines
+EXTRAS = ("medication_requests", "medication_statements", "vitals")
+NO_EXTRAS: dict[str, Any] = dict.fromkeys(EXTRAS)
+EVERY_KEY = sorted(("patient", *REQUIRED, *EXTRAS))
 BUDGET = 0.6  # seconds; the apps of these tests use it so that the failure tests stay quick
 MARGIN = 0.4  # seconds of slack on top of the budget for a whole service call
 
@@ -121,8 +125,14 @@ def fetched_keys(server: NodeFhirServer) -> list[str]:
             out.append("patient")
         elif path == "Condition":
             out.append("conditions")
+        elif path == "Observation" and "vital-signs" in seen["query"]:
+            out.append("vitals")
         elif path == "Observation":
             out.append("labs" if "code=" in seen["query"] else "findings")
+        elif path == "MedicationRequest":
+            out.append("medication_requests")
+        elif path == "MedicationStatement":
+            out.append("medication_statements")
     return sorted(out)
 
 
@@ -177,7 +187,7 @@ def full_prefetch(kb, pid: str, resources: list[dict[str, Any]]) -> dict[str, An
 def test_no_prefetch_at_all_fetches_every_key_with_the_token(client, red, seen):
     cards = cards_of(post(client, body_for(red, seen.base, seen.token)))
     assert [c["indicator"] for c in cards] == ["critical", "info"]
-    assert fetched_keys(seen) == ["conditions", "findings", "labs", "patient"]
+    assert fetched_keys(seen) == EVERY_KEY
     assert {r["auth"] for r in seen.requests_seen()} == {"valid"}
     assert {r["accept"] for r in seen.requests_seen()} == {"application/fhir+json"}
 
@@ -205,7 +215,7 @@ def test_a_mix_gives_the_same_cards_as_prefetch(client, kb, red, seen):
     expected = cards_of(post(client, body_for(red, None, None, full)))
     got = cards_of(post(client, body_for(red, seen.base, seen.token, mixed)))
     assert [strip(c) for c in got] == [strip(c) for c in expected]
-    assert fetched_keys(seen) == ["findings", "labs", "patient"]
+    assert fetched_keys(seen) == sorted(set(EVERY_KEY) - {"conditions"})
 
 
 OUTCOME_ERROR = {
@@ -293,7 +303,7 @@ def test_a_search_of_several_pages_is_read_to_the_end(client, paged, seen):
 
 
 def test_a_prefetched_first_page_is_followed_with_the_token(client, paged, seen):
-    prefetch = {"conditions": first_page(seen, paged), "labs": None, "findings": None}
+    prefetch = {"conditions": first_page(seen, paged), "labs": None, "findings": None, **NO_EXTRAS}
     seen.forget_requests()
     cards = cards_of(post(client, body_for(paged, seen.base, seen.token, prefetch)))
     assert cards[0]["indicator"] == "critical"
@@ -322,7 +332,7 @@ def test_a_next_link_to_another_origin_is_never_followed(client, paged, seen, st
     for link in page["link"]:
         if link["relation"] == "next":
             link["url"] = f"{stub_server.base}/Condition?patient={paged}&_offset=20"
-    prefetch = {"conditions": page, "labs": None, "findings": None, "patient": None}
+    prefetch = {"conditions": page, "labs": None, "findings": None, "patient": None, **NO_EXTRAS}
     seen.forget_requests()
     reasons = missing_reasons(post(client, body_for(paged, seen.base, seen.token, prefetch)))
     assert "outside the fhirServer base" in reasons["conditions"]
@@ -349,8 +359,8 @@ def test_connections_are_pooled_across_calls(client, red, seen):
     for _ in range(3):
         cards_of(post(client, body_for(red, seen.base, seen.token)))
     ports = {r["port"] for r in seen.requests_seen()}
-    assert len(seen.requests_seen()) == 12
-    assert len(ports) <= 4, "the four parallel queries reuse their connections"
+    assert len(seen.requests_seen()) == 3 * len(EVERY_KEY)
+    assert len(ports) <= len(EVERY_KEY), "the parallel queries reuse their connections"
 
 
 # ---- Failures: 412 within the budget -------------------------------------------------------
@@ -389,7 +399,7 @@ def test_a_slow_server_is_412_within_the_default_budget(tmp_path, red, stub_serv
     assert set(reasons) == REQUIRED
     assert all("in time" in r or "budget" in r for r in reasons.values()), reasons
     assert elapsed < settings_default.fhir_budget_seconds + MARGIN
-    assert len(stub_server.seen) == 4, "every missing key was asked, in parallel"
+    assert len(stub_server.seen) == len(EVERY_KEY), "every missing key was asked, in parallel"
 
 
 def test_the_queries_run_in_parallel(client, red, stub_server):
@@ -397,8 +407,8 @@ def test_the_queries_run_in_parallel(client, red, stub_server):
     stub_server.reply = lambda path: (200, {}, searchset([]))
     response, elapsed = timed(client, body_for(red, stub_server.base, "t"))
     assert response.status_code == 200
-    assert len(stub_server.seen) == 4
-    assert elapsed < 0.2 * 2, f"four 0.2 s queries took {elapsed:.2f} s"
+    assert len(stub_server.seen) == len(EVERY_KEY)
+    assert elapsed < 0.2 * 2, f"{len(EVERY_KEY)} 0.2 s queries took {elapsed:.2f} s"
 
 
 @pytest.mark.parametrize(
@@ -498,8 +508,8 @@ def test_production_contacts_no_unlisted_server(kb, fhir_client, red, silent_por
 def test_production_uses_a_listed_server_with_the_token(kb, fhir_client, red, seen):
     body = body_for(red, seen.base, seen.token)
     data = gather(kb, fhir_client, body, AccessPolicy.of([seen.base]))
-    assert data.origin == dict.fromkeys(("patient", *REQUIRED), "fhir server")
-    assert fetched_keys(seen) == ["conditions", "findings", "labs", "patient"]
+    assert data.origin == dict.fromkeys(EVERY_KEY, "fhir server")
+    assert fetched_keys(seen) == EVERY_KEY
 
 
 def test_production_never_uses_an_open_server(kb, fhir_client, red, open_fhir_server):
@@ -512,7 +522,7 @@ def test_production_never_uses_an_open_server(kb, fhir_client, red, open_fhir_se
 
 
 def test_production_does_not_follow_a_next_link_without_a_token(kb, fhir_client, paged, seen):
-    prefetch = {"conditions": first_page(seen, paged), "labs": None, "findings": None}
+    prefetch = {"conditions": first_page(seen, paged), "labs": None, "findings": None, **NO_EXTRAS}
     seen.forget_requests()
     body = body_for(paged, seen.base, None, prefetch)
     with pytest.raises(DataMissing) as info:

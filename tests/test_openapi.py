@@ -318,6 +318,9 @@ def test_discovery(client: FlaskClient, openapi: OpenAPI) -> None:
         "conditions",
         "labs",
         "findings",
+        "vitals",
+        "medication_requests",
+        "medication_statements",
     }
 
 
