@@ -3,7 +3,8 @@
 Used to build sample requests from the sample charts, and by the tests.
 
 It follows FHIR R4 search semantics for what the templates use: read, `patient`, token lists
-(`code`, `category`, with or without `system|`), and `date=ge…` on Observation.effective[x].
+(`code`, `category`, with or without `system|`), `status` (a code, or a list of codes), and
+`date=ge…` on Observation.effective[x].
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ def _matches(resource: Mapping[str, Any], name: str, value: str) -> bool:
         return patient_id_of(resource.get("subject", resource.get("patient"))) == target
     if name in ("code", "category"):
         return _token_match(resource, name, value)
+    if name == "status":
+        return resource.get("status") in value.split(",")
     if name == "date":
         return _date_match(resource, value)
     raise ValueError(f"search parameter {name!r} is not supported by the local search")

@@ -37,6 +37,7 @@ ROLLING_DATE_KEYS = frozenset(
         "start",
         "end",
         "authoredOn",
+        "dateAsserted",
         "date",
         "lastUpdated",
     }

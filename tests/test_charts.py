@@ -35,7 +35,7 @@ SUMMARY_LIMIT = 140
 DATE = re.compile(r"\b\d{4}-\d{2}-\d{2}\b")
 
 #: Charts whose bundle deliberately holds another patient's resources.
-OTHER_PATIENT_CHARTS = frozenset({"other-patients-red-flag"})
+OTHER_PATIENT_CHARTS = frozenset({"other-patients-red-flag", "fever-other-patients-prednisone"})
 
 #: Charts where the service does not give what a careful clinician expects (chart -> why).
 KNOWN_DISAGREEMENTS: dict[str, str] = {}
@@ -78,6 +78,24 @@ MENTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "back-spasm-seven-weeks": (("persisting beyond 6 weeks", "M62.830"), ()),
     "incontinence-onset-unknown": (("onset unknown", "some weeks, patient unsure"), ()),
     "exam-free-text-patient-denies": (("patient denies", "165232002"), ("critical",)),
+    "cancer-history-with-new-back-pain": (("Z85.3", "M54.50", "Age 60"), ("critical",)),
+    "cancer-history-with-new-foot-drop": (("Z85.3", "M21.371", "NICE NG234"), ()),
+    "cancer-history-with-old-back-pain": ((), ("Z85.3",)),
+    "cancer-history-entered-in-error": ((), ("Z85.3", "History of cancer")),
+    "fever-injection-drug-use-new-back-pain": (("**38.7 Cel**", "F11.20", "M54.50"), ()),
+    "fever-long-term-prednisone-new-back-pain": (("**101.3 °F**", "RxNorm 312617"), ()),
+    "fever-prednisone-stopped-long-ago": (("8310-5",), ("312617", "critical")),
+    "fever-with-new-back-pain-alone": (("**38.3 Cel**",), ("critical",)),
+    "old-fever-injection-drug-use": ((), ("8310-5", "spinal infection")),
+    "osteoporosis-with-new-back-pain": (("M81.0",), ()),
+    "osteoporosis-refuted-with-new-back-pain": ((), ("M81.0",)),
+    "long-term-prednisone-over-70-new-back-pain": (("RxNorm 312617", "Age 79"), ()),
+    "short-prednisone-course-with-new-back-pain": ((), ("312617", "fracture")),
+    "weight-loss-with-back-pain": (("R63.4",), ("critical",)),
+    "bilateral-sciatica-new": (("M54.31", "M54.32"), ()),
+    "bilateral-sciatica-with-new-urinary-retention": (("R33.9", "M54.31", "M54.32"), ()),
+    "fever-other-patients-prednisone": ((), ("312617", "bs-gf-other-neighbour", "critical")),
+    "every-guideline-flag": (("Z85.46", "F11.20", "M21.371", "R33.9", "8310-5", "R63.4"), ()),
     "old-incontinence-re-coded-today": (
         (
             "Also on record, not new",
@@ -253,7 +271,9 @@ def test_chart_rolls_with_today(chart, kb, clients_by_roll, settings):
         assert DATE.sub("<date>", later["detail"]) == DATE.sub("<date>", now["detail"])
         now_dates = set(DATE.findall(now["detail"]))
         later_dates = set(DATE.findall(later["detail"]))
-        fixed = {kb.article.last_review}  # the only date in a card that is not the patient's
+        # the article's review date, and a birth date (it does not roll), are not the patient's
+        births = {r["birthDate"] for r in resources if r["resourceType"] == "Patient"}
+        fixed = {kb.article.last_review} | births
         moved = {(dt.date.fromisoformat(d) + ROLL).isoformat() for d in now_dates - fixed}
         assert later_dates - fixed == moved
 
@@ -297,7 +317,8 @@ def test_chart_file_is_a_valid_fhir_transaction(chart, kb):
         assert resource["id"].startswith(f"{subject}-"), "ids are prefixed with the patient id"
         if subject != chart.patient_id:
             others.add(subject)
-        codings = resource["code"]["coding"]
+        concept = resource.get("code") or resource["medicationCodeableConcept"]
+        codings = concept["coding"]
         for coding in codings:
             expected = _knowledge_display(kb, coding["system"], coding["code"])
             assert expected is not None, f"{resource['id']}: {coding['code']} is in no value set"
@@ -305,7 +326,7 @@ def test_chart_file_is_a_valid_fhir_transaction(chart, kb):
         if resource["resourceType"] == "Observation":
             assert "effectiveDateTime" in resource, resource["id"]
             categories = {c["code"] for cat in resource["category"] for c in cat["coding"]}
-            if categories != {"laboratory"}:
+            if categories not in ({"laboratory"}, {"vital-signs"}):
                 # a finding is found by the `findings` prefetch: category exam or survey
                 assert categories & {"exam", "survey"}, resource["id"]
             if any(c["system"] != "http://loinc.org" for c in codings):

@@ -81,14 +81,18 @@ def concept_name(kb: KnowledgeBase, rule: Rule, item: Evidence) -> str:
 
 def _evidence_section(kb: KnowledgeBase, theme: Theme, matches: list[Match]) -> list[str]:
     lines = [f"**{theme.findings_heading}**", ""]
-    shown = 0
-    total = sum(len(m.evidence) for m in matches)
+    # a record that sets off several rules of the card is one line, under the first (most serious)
+    first_rule: dict[str, tuple[Rule, Evidence]] = {}
     for match in matches:
         for item in match.evidence:
-            if shown == MAX_EVIDENCE_LINES:
-                break
-            lines.append(f"- **{concept_name(kb, match.rule, item)}**: {evidence_text(item)}")
-            shown += 1
+            first_rule.setdefault(evidence_text(item), (match.rule, item))
+    total = len(first_rule)
+    shown = 0
+    for text, (rule, item) in first_rule.items():
+        if shown == MAX_EVIDENCE_LINES:
+            break
+        lines.append(f"- **{concept_name(kb, rule, item)}**: {text}")
+        shown += 1
     if total > shown:
         lines.append(f"- and {total - shown} more in the record")
     context = _unique(f for m in matches for f in m.context)
