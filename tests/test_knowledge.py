@@ -27,6 +27,9 @@ def test_the_shipped_knowledge_passes_every_check():
 def test_every_rule_quotes_the_article_word_for_word(kb):
     article = ARTICLE.read_text()
     for rule in kb.rules:
+        if rule.source.quote is None:  # a guideline red flag the article does not name
+            assert rule.source.guideline and rule.source.says, rule.id
+            continue
         assert quote_in_article(rule.source.quote, article), rule.id
 
 
@@ -52,7 +55,7 @@ def test_every_icd_code_exists_in_the_cms_release(kb):
 
 def test_red_flag_rules_name_a_guideline_or_the_article(kb):
     for rule in kb.rules:
-        assert rule.source.quote
+        assert rule.source.quote or (rule.source.guideline and rule.source.says), rule.id
         if rule.source.guideline:
             assert rule.source.guideline in kb.guidelines
 

@@ -181,7 +181,10 @@ def test_try_against_a_running_service(loaded, running, prefetch):
     assert "POST /cds-services/back-spasm-patient-view" in text, "the service was called"
     assert loaded.token not in text, "the token is in no line of the server's log"
     if prefetch:  # no prefetch: the service fetched everything from the FHIR server
-        assert "FHIR server fallback for conditions, findings, labs, patient" in text
+        assert (
+            "FHIR server fallback for conditions, findings, labs, medication_requests, "
+            "medication_statements, patient, vitals" in text
+        )
         assert CRITICAL.patient_id not in text, "no patient id in the log (DEBUG level included)"
 
 
