@@ -71,7 +71,10 @@ class Settings(BaseSettings):
     )
     public_base_url: str = Field(
         default="",
-        description="Public URL of the service behind a proxy (used for JWT audiences).",
+        description=(
+            "Public URL of the service, the audience its JWTs must name; required by `serve` "
+            "outside development mode (no proxy header is trusted)."
+        ),
     )
     trusted_clients: Path | None = Field(
         default=None,
@@ -98,6 +101,14 @@ class Settings(BaseSettings):
     )
     jwks_timeout_seconds: float = Field(
         default=2.0, gt=0, le=10, description="Timeout of one JWK Set fetch."
+    )
+    call_timeout_seconds: float = Field(
+        default=30.0,
+        ge=1,
+        le=600,
+        description=(
+            "A call still running after this long is stopped and answered 503 (`serve` only)."
+        ),
     )
     max_header_bytes: int = Field(
         default=16_384, ge=1024, le=65_536, description="Most bytes of request headers."

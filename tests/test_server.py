@@ -1,4 +1,4 @@
-"""End to end: `cds-service serve` on gunicorn, called over real HTTP on loopback."""
+"""End to end: `cds-service serve` on granian, called over real HTTP on loopback."""
 
 from __future__ import annotations
 
@@ -78,9 +78,9 @@ def test_errors_over_http_are_json(server):
     assert response.status_code == 404
 
 
-def test_the_server_is_gunicorn_not_the_development_server(server):
+def test_the_server_is_granian_not_the_development_server(server):
     response = requests.get(f"{server}/healthz", timeout=5)
-    assert "gunicorn" in response.headers.get("Server", "").lower()
+    assert "granian" in response.headers.get("Server", "").lower()
 
 
 def test_serve_refuses_a_database_that_is_behind(tmp_path):

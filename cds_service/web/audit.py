@@ -84,10 +84,14 @@ def build_record(s: ServiceState, status: int) -> AuditRecord:
 
 
 def _record_call(response: Response) -> Response:
-    if request.endpoint != SERVICE_ENDPOINT:
+    """Record a service call; a CORS preflight is no call, an unknown service id only counted."""
+    if request.endpoint != SERVICE_ENDPOINT or request.method != "POST":
         return response
     s = state()
     if s.audit is None:
+        return response
+    if (request.view_args or {}).get("service_id") not in s.knowledge.services:
+        s.audit.writer.count_unknown_service()
         return response
     try:
         s.audit.writer.submit(build_record(s, response.status_code))
