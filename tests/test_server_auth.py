@@ -309,3 +309,45 @@ def test_serve_refuses_a_bad_trusted_clients_file(tmp_path):
     upgrade_database(env)
     line = refusal(env)
     assert "trusted clients invalid" in line and "no key source" in line
+
+
+# ------------------------------------------------------------------------ audience and logs
+
+
+def test_serve_refuses_to_start_without_a_public_base_url(instance, trusted):
+    env = {k: v for k, v in server_env(instance, trusted).items() if k != "CDS_PUBLIC_BASE_URL"}
+    assert "CDS_PUBLIC_BASE_URL is not set" in refusal(env)
+
+
+def test_the_audience_is_the_configured_url_whatever_host_and_proxy_headers_say(auth_server, key):
+    """A token minted for another service with the same path is refused, even when the
+    request's Host and X-Forwarded-* headers name that other service."""
+    other = "https://other-service.example.org"
+    token = sign(key, "ES384", claims(other + DISCOVERY, iss=ISSUER))
+    spoofed = {
+        "Host": "other-service.example.org",
+        "X-Forwarded-Proto": "https",
+        "X-Forwarded-Host": "other-service.example.org",
+    }
+    assert_401(auth_server.get(DISCOVERY, token, **spoofed))
+    assert auth_server.get(DISCOVERY, auth_server.token(key, DISCOVERY)).status_code == 200
+
+
+def test_a_token_is_in_no_log_wherever_it_is_sent(auth_server, key, instance):
+    """In the query string (refused: 401), in a header, in the body: no log line holds it."""
+    tokens = [auth_server.token(key, DISCOVERY) for _ in range(3)]
+    query, header, body = tokens
+    response = requests.get(f"{auth_server.url}{DISCOVERY}?access_token={query}", timeout=5)
+    assert_401(response)
+    assert auth_server.get(DISCOVERY, header).status_code == 200
+    response = requests.post(
+        auth_server.url + PATIENT_VIEW, json={"token": body}, headers={"X-Token": body}, timeout=5
+    )
+    assert_401(response)
+    logs = [p for p in instance.rglob("*") if p.is_file() and p.suffix in {".log", ".txt", ""}]
+    logs.append(auth_server.log)
+    assert auth_server.log.read_text().strip(), "the server wrote its log"
+    for path in logs:
+        text = path.read_text(errors="replace")
+        for token in tokens:
+            assert token not in text, f"a token is in {path}"

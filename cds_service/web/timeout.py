@@ -111,13 +111,20 @@ def enforce_call_timeout(
 
     def bounded(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         thread_id = watchdog.start_call()
+        started: list[bool] = []
+
+        def noting_start(*args: Any) -> Any:
+            started.append(True)
+            return start_response(*args)
+
         try:
-            return list(wsgi_app(environ, start_response))
+            return list(wsgi_app(environ, noting_start))
         except CallTimedOut:
             with app.app_context():
                 response = timed_out_response(timeout_s)
-            # replaces an answer whose headers were set but never sent (they go out at return)
-            start_response(response.status, list(response.headers.items()), sys.exc_info())
+            # an answer whose headers were set (never sent: they go out at return) is replaced
+            exc_info = sys.exc_info() if started else None
+            start_response(response.status, list(response.headers.items()), exc_info)
             return [response.get_data()]
         finally:
             watchdog.end_call(thread_id)
