@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 
 from flask import Flask, Response, request
 
@@ -26,7 +27,9 @@ def add_floor_route(app: Flask) -> Flask:
 
 
 def build_app(settings: Settings) -> Flask:
-    """The service's application with the floor route, as each worker builds it."""
+    """The service's application with the floor route, as each worker builds it (no access
+    log, as before: the load is the same request many times)."""
+    logging.getLogger("cds_service.access").setLevel(logging.WARNING)
     return add_floor_route(create_app(settings))
 
 

@@ -29,6 +29,8 @@ log = logging.getLogger("cds_service.server")
 THREADS_PER_WORKER = 4
 #: A client has this long to send its request headers (then the connection is closed).
 HEADER_READ_TIMEOUT_MS = 10_000
+#: A client has this long to send its request body (then it gets 408).
+BODY_READ_TIMEOUT_S = 10.0
 #: On SIGTERM, a worker has this long to finish its calls and write its audit records.
 GRACEFUL_TIMEOUT_S = 10
 
@@ -97,6 +99,7 @@ def _check_trust(settings: Settings) -> None:
 def worker_app(settings: Settings, build: Callable[[Settings], Any] | None = None) -> Any:
     """The application one worker process runs; its audit records are written when it stops."""
     from . import create_app
+    from .web.buffered import BufferedWSGI
     from .web.state import EXTENSION_KEY
     from .web.timeout import enforce_call_timeout
 
@@ -105,11 +108,16 @@ def worker_app(settings: Settings, build: Callable[[Settings], Any] | None = Non
     if state.audit is not None:
         # a worker process ends through multiprocessing, which runs its finalizers, not atexit
         multiprocessing.util.Finalize(None, state.audit.writer.close, exitpriority=10)
-    wsgi = enforce_call_timeout(app, settings.call_timeout_seconds, hard_stop=True)
+    enforce_call_timeout(app, settings.call_timeout_seconds, hard_stop=True)
     # What exists now (knowledge, models, the app) lives as long as the worker: keep it out
     # of the garbage collector's scans, which otherwise grow with every large request.
     gc.freeze()
-    return wsgi
+    return BufferedWSGI(
+        app,
+        max_body_bytes=settings.max_body_bytes,
+        body_timeout_s=BODY_READ_TIMEOUT_S,
+        threads=THREADS_PER_WORKER,
+    )
 
 
 def granian_server(
@@ -128,10 +136,9 @@ def granian_server(
         "cds_service",  # a label only: the application comes from `worker_app` below
         address=host,
         port=port,
-        interface=Interfaces.WSGI,
+        interface=Interfaces.RSGI,
         http="1",
         workers=workers,
-        blocking_threads=THREADS_PER_WORKER,
         http1_settings=HTTP1Settings(header_read_timeout=HEADER_READ_TIMEOUT_MS),
         log_access=False,  # no access log: a query string may carry a token
         respawn_failed_workers=True,
