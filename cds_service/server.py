@@ -55,8 +55,8 @@ def check_startable(settings: Settings) -> None:
     if problem:
         raise ServeError(problem)
     _check_trust(settings)
-    _check_public_base_url(settings)
     _check_audit_key(settings)
+    _check_public_base_url(settings)
 
 
 def _check_public_base_url(settings: Settings) -> None:

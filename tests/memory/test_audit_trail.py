@@ -160,7 +160,13 @@ def test_readyz_shows_the_writers_counters(make_app):
     call(client)
     flush(app)
     audit = client.get("/readyz").get_json()["audit"]
-    assert audit == {"recorded": 1, "waiting": 0, "dropped": 0, "failed_writes": 0}
+    assert audit == {
+        "recorded": 1,
+        "waiting": 0,
+        "dropped": 0,
+        "failed_writes": 0,
+        "unknown_service_calls": 0,
+    }
 
 
 def test_a_failure_to_build_a_record_never_fails_the_call(make_app, monkeypatch):
