@@ -84,8 +84,11 @@ class BufferedWSGI:
 
     async def _read_body(self, protocol: Any, declared: str | None) -> tuple[bytes, int | None]:
         """The body and its length; past the limit, nothing (the length says how much)."""
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            return b"", int(declared)
+        if declared is not None and declared.isdigit():
+            if int(declared) > self.max_body_bytes:
+                return b"", int(declared)
+            body = await protocol()  # within the limit: read in one go
+            return body, len(body)
         chunks: list[bytes] = []
         size = 0
         async for chunk in protocol:
