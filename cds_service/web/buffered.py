@@ -123,6 +123,7 @@ class BufferedWSGI:
             "wsgi.version": (1, 0),
             "wsgi.url_scheme": scheme,
             "wsgi.input": io.BytesIO(body),
+            "wsgi.input_terminated": True,  # the whole body, chunked or not, is in the input
             "wsgi.errors": sys.stderr,
             "wsgi.multithread": True,
             "wsgi.multiprocess": True,
@@ -134,7 +135,8 @@ class BufferedWSGI:
                 key = f"HTTP_{key}"
             environ[key] = f"{environ[key]},{value}" if key in environ else value
         environ.pop("CONTENT_LENGTH", None)
-        if length is not None:
+        if length is not None:  # read (or refused): its length is known, however it was sent
+            environ.pop("HTTP_TRANSFER_ENCODING", None)
             environ["CONTENT_LENGTH"] = str(length)
         return environ
 
