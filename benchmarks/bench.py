@@ -4,7 +4,7 @@
     scripts/bench --quick    # smoke run, under a minute
 
 Prints one table per part and exits 0. Ratios to the floor are what count: the floor is a route
-on the same gunicorn setup that only parses the same JSON body and answers {"cards": []}.
+on the same server setup (granian) that only parses the same JSON body and answers {"cards": []}.
 """
 
 from __future__ import annotations
@@ -173,7 +173,7 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def running_server(workers: int) -> Iterator[tuple[int, psutil.Process]]:
-    """The service with the floor route on gunicorn, as `cds-service serve` runs it."""
+    """The service with the floor route on granian, as `cds-service serve` runs it."""
     port = free_port()
     with tempfile.TemporaryDirectory() as instance:
         env = {**os.environ, "CDS_INSTANCE_PATH": instance, "CDS_LOG_LEVEL": "WARNING"}
@@ -426,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     http_rows = bench_http(100, workers, clients, seconds)
     print_table(
-        "2-3. Over HTTP on gunicorn, 100-resource chart (ms; ratio = our req/s / floor req/s)",
+        "2-3. Over HTTP on granian, 100-resource chart (ms; ratio = our req/s / floor req/s)",
         [
             "workers",
             "clients",

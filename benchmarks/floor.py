@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 
 from flask import Flask, Response, request
 
 from cds_service import Settings, create_app
-from cds_service.server import ServiceApplication, gunicorn_options
+from cds_service.server import granian_server, worker_app
 
 
 def add_floor_route(app: Flask) -> Flask:
@@ -25,11 +26,11 @@ def add_floor_route(app: Flask) -> Flask:
     return app
 
 
-class BenchmarkApplication(ServiceApplication):
-    """The service's gunicorn application, with the floor route added to each worker's app."""
-
-    def build_app(self) -> Flask:
-        return add_floor_route(create_app(self.settings))
+def build_app(settings: Settings) -> Flask:
+    """The service's application with the floor route, as each worker builds it (no access
+    log, as before: the load is the same request many times)."""
+    logging.getLogger("cds_service.access").setLevel(logging.WARNING)
+    return add_floor_route(create_app(settings))
 
 
 def main() -> None:
@@ -38,9 +39,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     settings = Settings().model_copy(update={"allow_unauthenticated": True})
-    options = gunicorn_options("127.0.0.1", args.port, args.workers)
-    options.update(accesslog=None, loglevel="warning")
-    BenchmarkApplication(settings, options).run()
+    server = granian_server(settings, host="127.0.0.1", port=args.port, workers=args.workers)
+    server.serve(target_loader=lambda _label: worker_app(settings, build_app))
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ def _fail(message: str) -> NoReturn:
     help="Development mode: accept calls without a JWT. Never in production.",
 )
 def serve(host: str, port: int, workers: int, allow_unauthenticated: bool) -> None:
-    """Run the service on gunicorn, the production WSGI server."""
+    """Run the service on granian, the production server (pre-forked workers)."""
     from .server import ServeError, run_server
 
     settings = Settings()

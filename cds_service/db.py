@@ -9,6 +9,10 @@ that must be shared lives in process memory. The schema is managed by Alembic (`
 from __future__ import annotations
 
 import datetime as dt
+import os
+import socket
+import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +24,7 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.pool import NullPool, QueuePool
 
+from .deadlines import DEADLINES
 from .settings import PROJECT_ROOT
 
 MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
@@ -115,7 +120,8 @@ def make_engine(url: str, *, connect_timeout_s: float = 2.0, create: bool = Fals
             sa_event.listen(engine, "checkout", _still_the_same_file(Path(path)))
         return engine
     connect_args: dict[str, Any] = {}
-    if url.startswith("postgresql"):
+    postgresql = url.startswith("postgresql")
+    if postgresql:
         timeout_ms = int(connect_timeout_s * 1000)
         connect_args = {
             "connect_timeout": max(1, int(connect_timeout_s)),
@@ -123,14 +129,76 @@ def make_engine(url: str, *, connect_timeout_s: float = 2.0, create: bool = Fals
             # a peer that vanished (no reset): sent data unacknowledged for this long fails
             "tcp_user_timeout": timeout_ms,
         }
-    return create_engine(
+    engine = create_engine(
         url,
         connect_args=connect_args,
-        pool_pre_ping=True,
+        # PostgreSQL: the ping is done at checkout under the wait bound (`bound_every_wait`)
+        pool_pre_ping=not postgresql,
         pool_size=5,
         max_overflow=5,
         pool_timeout=connect_timeout_s,
     )
+    if postgresql:
+        bound_every_wait(engine, connect_timeout_s)
+    return engine
+
+
+# --- a bound on every wait for PostgreSQL ----------------------------------------------------
+
+_DEADLINE_SOCKET = "cds_deadline_socket"
+
+
+def bound_every_wait(engine: Engine, wait_s: float) -> None:
+    """Each wait on a PostgreSQL connection (ping, statement, commit) ends within `wait_s`.
+
+    `statement_timeout` bounds what the server does, but not a server (or network) that stops
+    answering while the kernel still acknowledges packets: then the connection's socket is
+    shut down at the deadline (`DEADLINES`), the driver fails at once, the pool drops the
+    connection, and the caller gets `DatabaseUnavailable`.
+    """
+
+    def on_connect(dbapi_connection: Any, record: Any) -> None:
+        sock = socket.socket(fileno=os.dup(dbapi_connection.fileno()))
+        record.info[_DEADLINE_SOCKET] = sock
+        weakref.finalize(dbapi_connection, sock.close)
+
+    def arm(info: dict[str, Any]) -> None:
+        sock = info.get(_DEADLINE_SOCKET)
+        if sock is not None:
+            DEADLINES.arm(sock, sock, time.monotonic() + wait_s)
+
+    def disarm(info: dict[str, Any]) -> None:
+        sock = info.get(_DEADLINE_SOCKET)
+        if sock is not None:
+            DEADLINES.disarm(sock)
+
+    def on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        arm(record.info)
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:  # any driver error: this connection is gone, try another
+            raise DisconnectionError(f"ping failed: {type(exc).__name__}") from exc
+        if not alive:
+            raise DisconnectionError("ping failed")
+
+    def on_statement(connection: Any, *_args: Any) -> None:
+        arm(connection.info)
+
+    def on_gone(_dbapi_connection: Any, record: Any, *_args: Any) -> None:
+        if record is not None:
+            disarm(record.info)
+            sock = record.info.pop(_DEADLINE_SOCKET, None)
+            if sock is not None:
+                sock.close()
+
+    sa_event.listen(engine.pool, "connect", on_connect)
+    sa_event.listen(engine.pool, "checkout", on_checkout)
+    sa_event.listen(engine.pool, "checkin", lambda _c, record: disarm(record.info))
+    sa_event.listen(engine.pool, "invalidate", on_gone)
+    sa_event.listen(engine.pool, "close", on_gone)
+    sa_event.listen(engine, "before_cursor_execute", on_statement)
+    sa_event.listen(engine, "commit", on_statement)
+    sa_event.listen(engine, "rollback", on_statement)
 
 
 # --- schema revisions (Alembic) --------------------------------------------------------------

@@ -153,7 +153,7 @@ def _from_server(
     )
     tasks = {key: _task(kb, request, server, data, fhir.today) for key, data in wanted.items()}
     started = time.monotonic()
-    results = server.client.run_all(tasks, server.deadline)
+    results = server.client.run_all(tasks, server.deadline, server.base)
     out = {
         key: _unavailable(wanted[key], f"the FHIR server could not provide it: {result}")
         if isinstance(result, FetchError)

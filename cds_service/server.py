@@ -1,54 +1,44 @@
-"""Run the service on gunicorn (`cds-service serve`)."""
+"""Run the service on granian (`cds-service serve`).
+
+granian is a pre-fork server: a main process that binds the socket and supervises worker
+processes (restarted when one dies), each running the Flask application on a pool of threads.
+Its HTTP layer (Rust, hyper on tokio) reads a request's headers and body before a worker thread
+sees it, so a client that sends slowly holds only a cheap socket, never a thread: slow clients
+cannot starve the service. The request line, one header line and the header count are checked
+by the application (`cds_service.web.limits`), with an OperationOutcome; granian itself refuses
+more than 100 header lines (431) and a header block over its buffer.
+"""
 
 from __future__ import annotations
 
 import gc
 import logging
+import multiprocessing.util
+import os
+from collections.abc import Callable
 from typing import Any
-
-from gunicorn.app.base import BaseApplication
 
 from .auth.clients import TrustedClientsError, load_trusted_clients
 from .core.knowledge import KnowledgeError
 from .db import make_engine, schema_problem
+from .fhir_policy import normalise_base
 from .knowledge_files import load_knowledge
 from .metrics_dir import prepare_multiprocess_dir
 from .settings import Settings
 
 log = logging.getLogger("cds_service.server")
-#: gunicorn's defaults, stated: request line, header count, one header line (bytes)
-GUNICORN_LIMIT_REQUEST_LINE = 4094
-GUNICORN_LIMIT_REQUEST_FIELDS = 100
-GUNICORN_LIMIT_REQUEST_FIELD_SIZE = 8190
+#: Threads per worker process that run the application.
+THREADS_PER_WORKER = 4
+#: A client has this long to send its request headers (then the connection is closed).
+HEADER_READ_TIMEOUT_MS = 10_000
+#: A client has this long to send its request body (then it gets 408).
+BODY_READ_TIMEOUT_S = 10.0
+#: On SIGTERM, a worker has this long to finish its calls and write its audit records.
+GRACEFUL_TIMEOUT_S = 10
 
 
 class ServeError(Exception):
     """The service cannot start; the message is the one-line reason."""
-
-
-class ServiceApplication(BaseApplication):  # type: ignore[misc]
-    """A gunicorn application whose workers each build the Flask app with the same settings."""
-
-    def __init__(self, settings: Settings, options: dict[str, Any]):
-        self.settings = settings
-        self.options = options
-        super().__init__()
-
-    def load_config(self) -> None:
-        for key, value in self.options.items():
-            self.cfg.set(key, value)
-
-    def build_app(self) -> Any:
-        from . import create_app
-
-        return create_app(self.settings)
-
-    def load(self) -> Any:
-        app = self.build_app()
-        # What exists now (knowledge, models, the app) lives as long as the worker: keep it out
-        # of the garbage collector's scans, which otherwise grow with every large request.
-        gc.freeze()
-        return app
 
 
 def check_startable(settings: Settings) -> None:
@@ -59,7 +49,7 @@ def check_startable(settings: Settings) -> None:
         reason = f"knowledge invalid: {exc.problems[0]} (run `cds-service knowledge check`)"
         raise ServeError(reason) from None
     url = settings.resolved_database_url()
-    engine = make_engine(url)
+    engine = make_engine(url, connect_timeout_s=settings.database_timeout_seconds)
     try:
         problem = schema_problem(engine, url)
     finally:
@@ -68,6 +58,20 @@ def check_startable(settings: Settings) -> None:
         raise ServeError(problem)
     _check_trust(settings)
     _check_audit_key(settings)
+    _check_public_base_url(settings)
+
+
+def _check_public_base_url(settings: Settings) -> None:
+    """Outside development mode JWT audiences come from configuration, never from the caller."""
+    if settings.allow_unauthenticated:
+        return
+    if not settings.public_base_url:
+        raise ServeError(
+            "CDS_PUBLIC_BASE_URL is not set: JWT audiences must name the service's public URL "
+            "(for example https://cds.example.org), never the caller's Host header"
+        )
+    if normalise_base(settings.public_base_url) is None:
+        raise ServeError(f"CDS_PUBLIC_BASE_URL is not an http(s) URL: {settings.public_base_url!r}")
 
 
 def _check_audit_key(settings: Settings) -> None:
@@ -94,37 +98,73 @@ def _check_trust(settings: Settings) -> None:
         raise ServeError(f"trusted clients invalid: {exc}") from None
 
 
-def gunicorn_options(host: str, port: int, workers: int) -> dict[str, Any]:
-    return {
-        "bind": f"{host}:{port}",
-        "workers": workers,
-        "worker_class": "gthread",
-        "threads": 4,
-        "timeout": 30,
-        "graceful_timeout": 10,
-        "keepalive": 5,
-        "accesslog": "-",
-        "errorlog": "-",
-        "proc_name": "cds-service",
-        # gunicorn's runtime control socket sits at one path per user: several services on a
-        # host would fight over it, and this service is managed by signals, not by gunicornc.
-        "control_socket_disable": True,
-        # the outer guard on request size before the application's own limits (431, 414)
-        "limit_request_line": GUNICORN_LIMIT_REQUEST_LINE,
-        "limit_request_fields": GUNICORN_LIMIT_REQUEST_FIELDS,
-        "limit_request_field_size": GUNICORN_LIMIT_REQUEST_FIELD_SIZE,
-        "child_exit": _worker_exited,
-    }
-
-
-def _worker_exited(_arbiter: Any, worker: Any) -> None:
-    """The server hook the metrics need: a worker is gone, its live gauges stop counting."""
+def _worker_exited(pid: int) -> None:
+    """A worker is gone: its live gauges stop counting in the metrics."""
     from .metrics import worker_exited
 
-    worker_exited(worker.pid)
+    worker_exited(pid)
 
 
-def run_server(settings: Settings, *, host: str, port: int, workers: int) -> None:
+def worker_app(settings: Settings, build: Callable[[Settings], Any] | None = None) -> Any:
+    """The application one worker process runs; its audit records are written when it stops."""
+    from . import create_app
+    from .web.buffered import BufferedWSGI
+    from .web.state import EXTENSION_KEY
+    from .web.timeout import enforce_call_timeout
+
+    app = (build or create_app)(settings)
+    state = app.extensions[EXTENSION_KEY]
+    if state.audit is not None:
+        # a worker process ends through multiprocessing, which runs its finalizers, not atexit
+        multiprocessing.util.Finalize(None, state.audit.writer.close, exitpriority=10)
+    multiprocessing.util.Finalize(None, _worker_exited, args=(os.getpid(),), exitpriority=5)
+    enforce_call_timeout(app, settings.call_timeout_seconds, hard_stop=True)
+    # What exists now (knowledge, models, the app) lives as long as the worker: keep it out
+    # of the garbage collector's scans, which otherwise grow with every large request.
+    gc.freeze()
+    return BufferedWSGI(
+        app,
+        max_body_bytes=settings.max_body_bytes,
+        body_timeout_s=BODY_READ_TIMEOUT_S,
+        threads=THREADS_PER_WORKER,
+    )
+
+
+def granian_server(
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    workers: int,
+) -> Any:
+    """The granian server for the service (not started)."""
+    from granian import Granian
+    from granian.constants import Interfaces
+    from granian.http import HTTP1Settings
+
+    server = Granian(
+        "cds_service",  # a label only: the application comes from `worker_app` below
+        address=host,
+        port=port,
+        interface=Interfaces.RSGI,
+        http="1",
+        workers=workers,
+        http1_settings=HTTP1Settings(header_read_timeout=HEADER_READ_TIMEOUT_MS),
+        log_access=False,  # no access log: a query string may carry a token
+        respawn_failed_workers=True,
+        workers_kill_timeout=GRACEFUL_TIMEOUT_S,
+    )
+    return server
+
+
+def run_server(
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    build: Callable[[Settings], Any] | None = None,
+) -> None:
     try:  # before any worker, and before prometheus_client is imported
         prepare_multiprocess_dir()
     except OSError as exc:
@@ -135,4 +175,5 @@ def run_server(settings: Settings, *, host: str, port: int, workers: int) -> Non
             "DEVELOPMENT MODE: --allow-unauthenticated is set; every caller is trusted and "
             "no JWT is checked. Never run this way with patient data."
         )
-    ServiceApplication(settings, gunicorn_options(host, port, workers)).run()
+    server = granian_server(settings, host=host, port=port, workers=workers)
+    server.serve(target_loader=lambda _label: worker_app(settings, build))

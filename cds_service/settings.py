@@ -71,7 +71,10 @@ class Settings(BaseSettings):
     )
     public_base_url: str = Field(
         default="",
-        description="Public URL of the service behind a proxy (used for JWT audiences).",
+        description=(
+            "Public URL of the service, the audience its JWTs must name; required by `serve` "
+            "outside development mode (no proxy header is trusted)."
+        ),
     )
     trusted_clients: Path | None = Field(
         default=None,
@@ -113,6 +116,14 @@ class Settings(BaseSettings):
         le=36_500,
         description=(
             "Days audit records and feedback are kept: the default of `cds-service db purge`."
+        ),
+    )
+    call_timeout_seconds: float = Field(
+        default=30.0,
+        ge=1,
+        le=600,
+        description=(
+            "A call still running after this long is stopped and answered 503 (`serve` only)."
         ),
     )
     max_header_bytes: int = Field(

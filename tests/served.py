@@ -1,4 +1,4 @@
-"""`cds-service serve` on loopback for the end-to-end tests: real gunicorn, real workers."""
+"""`cds-service serve` on loopback for the end-to-end tests: real server, real workers."""
 
 from __future__ import annotations
 
@@ -55,6 +55,7 @@ class Served:
 def serve(env: dict[str, str], log: Path, *options: str, workers: int = 1) -> Served:
     """Start `cds-service serve` on a free loopback port and wait until it answers."""
     port = free_port()
+    env = {"CDS_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}", **env}
     command = [
         *CDS,
         "serve",

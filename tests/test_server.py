@@ -1,4 +1,4 @@
-"""End to end: `cds-service serve` on gunicorn, called over real HTTP on loopback."""
+"""End to end: `cds-service serve` on granian, called over real HTTP on loopback."""
 
 from __future__ import annotations
 
@@ -78,9 +78,9 @@ def test_errors_over_http_are_json(server):
     assert response.status_code == 404
 
 
-def test_the_server_is_gunicorn_not_the_development_server(server):
+def test_the_server_is_granian_not_the_development_server(server):
     response = requests.get(f"{server}/healthz", timeout=5)
-    assert "gunicorn" in response.headers.get("Server", "").lower()
+    assert "granian" in response.headers.get("Server", "").lower()
 
 
 def test_serve_refuses_a_database_that_is_behind(tmp_path):
@@ -129,3 +129,17 @@ def test_a_worker_never_creates_a_database_that_is_not_there(tmp_path):
     )
     assert response.status_code == 503
     assert not (instance / "cds.sqlite3").exists()
+
+
+def test_a_chunked_body_is_read_whole_and_limited(server):
+    """Bodies are buffered by the server before the application runs: chunked ones too."""
+    raw = json.dumps(sample_request("ces-new-urinary-retention")).encode()
+    url = f"{server}/cds-services/back-spasm-patient-view"
+    headers = {"Content-Type": "application/json"}
+    pieces = (raw[i : i + 1000] for i in range(0, len(raw), 1000))
+    response = requests.post(url, data=pieces, headers=headers, timeout=10)
+    assert response.status_code == 200 and response.json()["cards"]
+    too_big = (b" " * 1_000_000 for _ in range(11))  # over the 10 MiB default
+    response = requests.post(url, data=too_big, headers=headers, timeout=30)
+    assert response.status_code == 413
+    assert response.json()["issue"][0]["code"] == "too-costly"

@@ -1,6 +1,6 @@
 """The testers' tools, end to end: `samples load` into the Node FHIR server, then `try`.
 
-`try` runs both ways: with the service in process, and against `cds-service serve` on gunicorn.
+`try` runs both ways: with the service in process, and against `cds-service serve` on granian.
 Each command is run as a real process, as a person runs it in a terminal.
 """
 
@@ -143,7 +143,7 @@ def test_try_a_fhir_server_that_is_down_is_one_line():
 
 @pytest.fixture(scope="module")
 def running(loaded, tmp_path_factory) -> Iterator[tuple[str, Path]]:
-    """The service on gunicorn, allowed to call the Node FHIR server; its URL and its log."""
+    """The service on granian, allowed to call the Node FHIR server; its URL and its log."""
     instance = tmp_path_factory.mktemp("instance")
     env = {
         **os.environ,

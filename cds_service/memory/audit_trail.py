@@ -105,7 +105,12 @@ class AuditWriter:
         self._thread: threading.Thread | None = None
         self._pid = 0
         self._accepted = self._settled = 0
-        self._counts = {"recorded": 0, "dropped": 0, "failed_writes": 0}
+        self._counts = {
+            "recorded": 0,
+            "dropped": 0,
+            "failed_writes": 0,
+            "unknown_service_calls": 0,
+        }
         self._last_warning = 0.0
         self.last_error: str | None = None
 
@@ -128,6 +133,10 @@ class AuditWriter:
     def count_dropped(self, size: int = 1) -> None:
         """A record that could not even be built or queued."""
         self._count("dropped", size)
+
+    def count_unknown_service(self) -> None:
+        """A POST to an id that is not a service: counted here, never recorded as a call."""
+        self._count("unknown_service_calls", 1)
 
     def stats(self) -> dict[str, Any]:
         """Counters of this process: written, waiting, dropped, failed write attempts."""

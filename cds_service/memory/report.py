@@ -308,6 +308,11 @@ def _start_of(day: dt.date | None) -> dt.datetime | None:
     return dt.datetime.combine(day, dt.time(), dt.UTC) if day else None
 
 
+def _a_service_call(call: Any, kb: KnowledgeBase | None) -> bool:
+    """Not a 404 for an id that is no service (older records kept them), nor an unknown id."""
+    return call.status != 404 and (kb is None or call.service_id in kb.services)
+
+
 def build_report(
     engine: Engine,
     since: dt.date | None = None,
@@ -358,7 +363,7 @@ def build_report(
             for r in connection.execute(rule_query)
         ]
         latest = latest_feedback(connection.execute(feedback_query))
-        calls = list(connection.execute(call_query))
+        calls = [c for c in connection.execute(call_query) if _a_service_call(c, kb)]
     per_day: Counter[tuple[dt.date, str]] = Counter(
         (_utc(c.recorded_at).date(), c.service_id) for c in calls
     )

@@ -85,10 +85,16 @@ def build_record(s: ServiceState, status: int) -> AuditRecord:
 
 
 def _record_call(response: Response) -> Response:
-    if request.endpoint != SERVICE_ENDPOINT:
+    """Record a service call; a CORS preflight is no call, an unknown service id only counted."""
+    if request.endpoint != SERVICE_ENDPOINT or request.method != "POST":
         return response
     s = state()
     record: AuditRecord | None = None
+    if (request.view_args or {}).get("service_id") not in s.knowledge.services:
+        if s.audit is not None:
+            s.audit.writer.count_unknown_service()
+        _observe(s, response.status_code, None)
+        return response
     try:
         record = build_record(s, response.status_code)
         if s.audit is not None:

@@ -1,8 +1,10 @@
 """POST /cds-services/{id}/feedback: store what the clinician did with our cards.
 
 200 only once the items are committed; 400 (an OperationOutcome naming each item and member at
-fault) for malformed feedback; 503 when the database cannot store it, so that the client sends it
-again. Repeats are stored once; feedback on a card we never issued is kept, marked unmatched.
+fault) for malformed feedback; 503 (within CDS_DATABASE_TIMEOUT_SECONDS) when the database did not
+confirm the write. A 503 cannot promise that nothing was stored (a commit can succeed while its
+answer is lost), so it says that a resend is safe: repeats are stored once (by fingerprint).
+Feedback on a card we never issued is kept, marked unmatched.
 """
 
 from __future__ import annotations
@@ -24,6 +26,11 @@ from .state import state
 log = logging.getLogger(__name__)
 bp = Blueprint("feedback", __name__)
 RETRY_AFTER_SECONDS = "5"
+#: A commit whose answer was lost may have stored the items: the client is told what is true.
+FEEDBACK_UNCONFIRMED = (
+    "the feedback store did not confirm the write, so the feedback may or may not be stored; "
+    "send the feedback again: resending is safe, a repeat is stored once"
+)
 
 
 @bp.post("/cds-services/<service_id>/feedback")
@@ -47,7 +54,7 @@ def send_feedback(service_id: str) -> Response:
         return error_response(
             503,
             "transient",
-            "the feedback store is unavailable; nothing was stored, send the feedback again",
+            FEEDBACK_UNCONFIRMED,
             headers={"Retry-After": RETRY_AFTER_SECONDS},
         )
     log.info("feedback for %s: %d item(s) stored or already known", service_id, len(rows))

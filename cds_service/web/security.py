@@ -7,8 +7,10 @@
   If the replay store (the database) cannot be reached, the answer is 503: never unchecked.
 - In development mode (`CDS_ALLOW_UNAUTHENTICATED`) no JWT is checked and the caller is None.
 - CORS (flask-cors) for the origins in `CDS_CORS_ORIGINS`, on every route; none by default.
-- Request headers larger than `CDS_MAX_HEADER_BYTES` in total answer 431 (gunicorn's own
-  per-line limits are the outer guard).
+- A request line over 4094 bytes answers 414; a header line over 8190 bytes, more than 100
+  headers, or headers larger than `CDS_MAX_HEADER_BYTES` in total answer 431.
+- The JWT audience is `CDS_PUBLIC_BASE_URL` plus the path (`serve` requires it outside
+  development mode); no proxy header (`X-Forwarded-*`) is ever trusted.
 """
 
 from __future__ import annotations
@@ -37,6 +39,10 @@ UNAUTHORIZED = "a valid bearer JWT from a trusted CDS client is required"
 CORS_METHODS = ["GET", "POST", "OPTIONS"]
 CORS_HEADERS = ["Authorization", "Content-Type"]
 RETRY_AFTER_S = "5"
+#: The classic outer limits (gunicorn's defaults): request line, one header line, header count.
+MAX_REQUEST_LINE_BYTES = 4094
+MAX_HEADER_LINE_BYTES = 8190
+MAX_HEADER_COUNT = 100
 
 
 @dataclass(frozen=True)
@@ -102,9 +108,41 @@ def invoked_url(public_base_url: str) -> str:
     return url
 
 
+def _request_line_bytes() -> int:
+    environ = request.environ
+    target = environ.get("RAW_URI") or environ.get("PATH_INFO", "")
+    query = environ.get("QUERY_STRING", "")
+    if query and "?" not in target:
+        target = f"{target}?{query}"
+    return len(request.method) + len(target) + len(environ.get("SERVER_PROTOCOL", "")) + 2
+
+
 def _limit_headers() -> Response | None:
+    """The request line, each header line, the header count and all headers within limits."""
+    line = _request_line_bytes()
+    if line > MAX_REQUEST_LINE_BYTES:
+        return error_response(
+            414,
+            "too-costly",
+            f"request line of {line} bytes, more than the limit of {MAX_REQUEST_LINE_BYTES}",
+        )
+    headers = list(request.headers.items())
+    if len(headers) > MAX_HEADER_COUNT:
+        return error_response(
+            431,
+            "too-costly",
+            f"{len(headers)} request headers, more than the limit of {MAX_HEADER_COUNT}",
+        )
+    longest = max((len(name) + len(value) + 2 for name, value in headers), default=0)
+    if longest > MAX_HEADER_LINE_BYTES:
+        return error_response(
+            431,
+            "too-costly",
+            f"a request header line of {longest} bytes, more than the limit "
+            f"of {MAX_HEADER_LINE_BYTES}",
+        )
     limit = _app_security().max_header_bytes
-    size = sum(len(name) + len(value) + 4 for name, value in request.headers.items())
+    size = sum(len(name) + len(value) + 4 for name, value in headers)
     if size <= limit:
         return None
     return error_response(

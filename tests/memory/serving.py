@@ -1,4 +1,4 @@
-"""`cds-service serve` on loopback (gunicorn, real worker processes) for the memory's tests."""
+"""`cds-service serve` on loopback (granian, real worker processes) for the memory's tests."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from cds_service.settings import PROJECT_ROOT
 
 @contextmanager
 def serving(database_url: str, folder: Path, workers: int = 2) -> Iterator[str]:
-    """The service on gunicorn with `workers` processes; stopped gracefully (SIGTERM)."""
+    """The service on granian with `workers` processes; stopped gracefully (SIGTERM)."""
     env = {
         **os.environ,
         "CDS_DATABASE_URL": database_url,

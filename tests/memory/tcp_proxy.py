@@ -9,13 +9,17 @@ import threading
 
 class TcpProxy:
     """Forwards 127.0.0.1:<port> to a target; `cut()` drops every connection and refuses new
-    ones (the database is gone), `restore()` listens again on the same port."""
+    ones (the database is gone), `restore()` listens again on the same port. `freeze()` stops
+    forwarding while every socket stays open and new connections are still accepted (a hung
+    database: the kernel acknowledges every packet, nothing answers); `thaw()` forwards again."""
 
     def __init__(self, target: tuple[str, int]):
         self.target = target
         self._lock = threading.Lock()
         self._sockets: set[socket.socket] = set()
         self._listener: socket.socket | None = None
+        self._flowing = threading.Event()
+        self._flowing.set()
         self.port = 0
 
     def start(self) -> TcpProxy:
@@ -44,6 +48,12 @@ class TcpProxy:
     def restore(self) -> None:
         self.start()
 
+    def freeze(self) -> None:
+        self._flowing.clear()
+
+    def thaw(self) -> None:
+        self._flowing.set()
+
     close = cut
 
     def _accept(self, listener: socket.socket) -> None:
@@ -70,6 +80,7 @@ class TcpProxy:
     def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while data := source.recv(65536):
+                self._flowing.wait()
                 sink.sendall(data)
         except OSError:
             pass

@@ -7,14 +7,17 @@ import statistics
 import time
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import quote
 
-from builders import PATIENT_ID, PATIENT_VIEW
+from builders import FIXED_NOW, PATIENT_ID, PATIENT_VIEW
 from calls import CALL_BOUND_S, URL, call, red_flag_body
 from conftest import TEST_AUDIT_KEY, flush, service_state
-from sqlalchemy import select, text
+from sqlalchemy import insert, select, text
 
 from cds_service.core.audit import patient_key
+from cds_service.memory.audit_trail import BATCH_SIZE
 from cds_service.memory.models import EvidenceRef, FiredRule, IssuedCard, ServiceCall
+from cds_service.memory.report import build_report, render_html
 from cds_service.web import audit as web_audit
 from cds_service.web.caller import Caller, set_caller
 
@@ -49,18 +52,71 @@ def test_calls_without_cards_are_recorded_with_status_and_latency(make_app, migr
     client = app.test_client()
     assert client.post(URL, json=red_flag_body(prefetch={})).status_code == 412
     assert client.post(URL, data=b"{oops", content_type="application/json").status_code == 400
-    assert client.post("/cds-services/no-such-service", json={}).status_code == 404
     flush(app)
     rows = migrated.rows(select(ServiceCall).order_by(ServiceCall.status))
-    assert [(r.status, r.service_id) for r in rows] == [
-        (400, PATIENT_VIEW),
-        (404, "no-such-service"),
-        (412, PATIENT_VIEW),
-    ]
-    assert rows[2].hook == "patient-view" and rows[2].patient_key  # the envelope was read
+    assert [(r.status, r.service_id) for r in rows] == [(400, PATIENT_VIEW), (412, PATIENT_VIEW)]
+    assert rows[1].hook == "patient-view" and rows[1].patient_key  # the envelope was read
     assert rows[0].hook is None and rows[0].patient_key is None  # it was not
     assert all(r.latency_ms >= 0 for r in rows)
     assert migrated.count(IssuedCard) == 0
+
+
+HOSTILE_IDS = ["no-such-service", "\x1b[31mred\x1b[0m", '<img src=x onerror="alert(1)">']
+
+
+def test_unknown_service_ids_are_counted_never_recorded_as_calls(make_app, migrated):
+    app = make_app()
+    client = app.test_client()
+    for hostile in HOSTILE_IDS:
+        response = client.post(f"/cds-services/{quote(hostile, safe='')}", json={})
+        assert response.status_code == 404
+    call(client)
+    flush(app)
+    assert migrated.count(ServiceCall) == 1
+    assert client.get("/readyz").get_json()["audit"]["unknown_service_calls"] == len(HOSTILE_IDS)
+
+
+def test_cors_preflights_are_not_service_calls(make_app, migrated):
+    app = make_app(cors_origins="https://sandbox.cds-hooks.org")
+    client = app.test_client()
+    preflight = {
+        "Origin": "https://sandbox.cds-hooks.org",
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type",
+    }
+    for _ in range(3):
+        assert client.options(URL, headers=preflight).status_code == 200
+    call(client)
+    flush(app)
+    assert [r.status for r in migrated.rows(select(ServiceCall.status))] == [200]
+
+
+def test_older_records_of_unknown_ids_never_reach_the_report(make_app, migrated):
+    """Records an older version kept (404s for hostile ids) are left out of every rendering."""
+    app = make_app()
+    call(app.test_client())
+    flush(app)
+    engine = migrated.engine()
+    try:
+        with engine.begin() as connection:
+            for n, hostile in enumerate(HOSTILE_IDS):
+                connection.execute(
+                    insert(ServiceCall).values(
+                        id=f"old-{n}",
+                        recorded_at=FIXED_NOW,
+                        service_id=hostile,
+                        status=404,
+                        latency_ms=1.0,
+                        knowledge_version="old",
+                    )
+                )
+        report = build_report(engine, kb=service_state(app).knowledge)
+    finally:
+        engine.dispose()
+    assert [s["service"] for s in report.services] == [PATIENT_VIEW]
+    html = render_html(report)
+    for trace in ("alert(1)", "img src=x", "[31mred", "no-such-service"):
+        assert trace not in html
 
 
 def test_the_client_is_recorded_and_no_token_is(make_app, migrated):
@@ -104,7 +160,13 @@ def test_readyz_shows_the_writers_counters(make_app):
     call(client)
     flush(app)
     audit = client.get("/readyz").get_json()["audit"]
-    assert audit == {"recorded": 1, "waiting": 0, "dropped": 0, "failed_writes": 0}
+    assert audit == {
+        "recorded": 1,
+        "waiting": 0,
+        "dropped": 0,
+        "failed_writes": 0,
+        "unknown_service_calls": 0,
+    }
 
 
 def test_a_failure_to_build_a_record_never_fails_the_call(make_app, monkeypatch):
@@ -185,22 +247,29 @@ def test_a_dead_database_costs_the_call_nothing_and_loses_nothing_once_back(make
 
 
 def test_a_full_queue_drops_and_counts_but_answers(make_app, migrated):
-    app = make_app(audit_queue_size=5)
+    """At most one batch (being retried) and a full queue wait; every other record is dropped.
+
+    However many records the writer took into its batch before the database went, the counts
+    add up: enough calls are made that the queue is full whatever the batch size.
+    """
+    capacity = 5
+    calls = capacity + BATCH_SIZE + 15
+    app = make_app(audit_queue_size=capacity)
     client = app.test_client()
     migrated.disappear()
     try:
-        for _ in range(20):
+        for _ in range(calls):
             response, elapsed = call(client)
             assert response.status_code == 200 and elapsed < CALL_BOUND_S
         stats = service_state(app).audit.writer.stats()
-        # what waits is the full queue plus the batch the thread is retrying; the rest dropped
-        assert stats["dropped"] >= 1 and stats["waiting"] >= 5
-        assert stats["dropped"] + stats["waiting"] == 20
+        assert stats["dropped"] + stats["waiting"] == calls
+        assert capacity <= stats["waiting"] <= capacity + BATCH_SIZE
+        assert stats["dropped"] >= calls - capacity - BATCH_SIZE
     finally:
         migrated.come_back()
     flush(app, timeout=20)
     stats = service_state(app).audit.writer.stats()
-    assert stats["recorded"] + stats["dropped"] == 20
+    assert stats["recorded"] + stats["dropped"] == calls
     assert migrated.count(ServiceCall) == stats["recorded"]
 
 

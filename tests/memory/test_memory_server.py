@@ -1,4 +1,4 @@
-"""End to end on gunicorn with two worker processes, on both databases: hundreds of concurrent
+"""End to end on granian with two worker processes, on both databases: hundreds of concurrent
 feedback posts stored exactly once, a restart that loses nothing, and a database that disappears
 mid-run while cards keep flowing."""
 
