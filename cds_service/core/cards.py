@@ -235,41 +235,46 @@ def _measures_of(match: Match) -> set[str]:
     return {item.measure for item in match.evidence if isinstance(item, Measurement)}
 
 
-def _offered(kb: KnowledgeBase, matches: list[Match]) -> list[tuple[Suggestion, list[str]]]:
-    """The card's suggestions (one per order, the most serious rule's first), each with the
-    evidence references of the rules that offer it."""
-    offered: dict[str, tuple[Suggestion, list[str]]] = {}
+@dataclass(frozen=True)
+class Offered:
+    """A suggestion on a card: the rules that offer it, and their evidence references."""
+
+    suggestion: Suggestion
+    rules: list[str]
+    reasons: list[str]
+
+
+def card_suggestions(kb: KnowledgeBase, matches: list[Match]) -> list[Offered]:
+    """The card's suggestions (one per order and action, the most serious rule's first)."""
+    offered: dict[str, Offered] = {}
     for match in matches:
         measures = _measures_of(match)
         for suggestion in kb.orders.for_rule(match.rule.id):
             if suggestion.measures and not measures.intersection(suggestion.measures):
                 continue
             key = f"{suggestion.order}/{suggestion.action}"
-            entry = offered.setdefault(key, (suggestion, []))
-            if entry[0].id != suggestion.id:
+            entry = offered.setdefault(key, Offered(suggestion, [], []))
+            if entry.suggestion.id != suggestion.id:
                 continue
+            entry.rules.append(match.rule.id)
             for item in match.evidence:
-                entry[1].extend(item.references if isinstance(item, Finding) else (item.reference,))
+                refs = item.references if isinstance(item, Finding) else (item.reference,)
+                entry.reasons.extend(refs)
     return list(offered.values())
 
 
 def _suggestions(
     kb: KnowledgeBase, matches: list[Match], card_uuid: str, context: CardContext
 ) -> tuple[list[dict[str, Any]], str | None]:
-    offered = _offered(kb, matches)
+    offered = card_suggestions(kb, matches)
     if not offered:
         return [], None
     order_context = OrderContext(context.patient_id, context.encounter_id)
     rendered = [
-        render_suggestion(kb.orders, suggestion, card_uuid, order_context, reasons)
-        for suggestion, reasons in offered
+        render_suggestion(kb.orders, o.suggestion, card_uuid, order_context, o.reasons)
+        for o in offered
     ]
-    return rendered, selection_behavior([s for s, _ in offered])
-
-
-def suggestion_ids(kb: KnowledgeBase, matches: list[Match]) -> list[str]:
-    """The ids (in orders.yaml) of the suggestions a card of these matches carries."""
-    return [s.id for s, _ in _offered(kb, matches)]
+    return rendered, selection_behavior([o.suggestion for o in offered])
 
 
 def _coding_json(coding: Coding) -> dict[str, str]:

@@ -13,7 +13,7 @@ import datetime as dt
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -250,3 +250,31 @@ def feedback_rows(
             "client_jti": client.jti[:256] if client and client.jti else None,
         }
     return [rows[key] for key in sorted(rows)]
+
+
+def unknown_suggestions(
+    items: list[FeedbackItem],
+    issued: Mapping[str, frozenset[str]],
+    derivable: Callable[[str, str], bool],
+) -> list[tuple[str, str]]:
+    """Problems for accepted suggestions that are not a suggestion of their card.
+
+    `issued` maps each card we know we issued to the uuids of its suggestions; a card not (yet)
+    recorded, because the audit trail writes behind the answer, is checked by `derivable(card,
+    id)`: whether the id is a suggestion uuid this service derives for that card.
+    """
+    problems = []
+    for index, item in enumerate(items):
+        if item.outcome != "accepted":
+            continue
+        known = issued.get(item.card)
+        for position, sid in enumerate(item.accepted_suggestions):
+            ok = sid in known if known is not None else derivable(item.card, sid)
+            if not ok:
+                problems.append(
+                    (
+                        f"feedback[{index}].acceptedSuggestions[{position}].id",
+                        f"{sid!r} is not a suggestion of card {item.card!r}",
+                    )
+                )
+    return problems

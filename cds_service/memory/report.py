@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Engine, Select, select
 
 from ..core.knowledge import KnowledgeBase
-from .models import Feedback, FiredRule, IssuedCard, ServiceCall
+from .models import Feedback, FiredRule, IssuedCard, IssuedSuggestion, ServiceCall
 
 TOP_REASONS = 5
 TOP_COMMENTS = 3
@@ -42,9 +42,14 @@ class Report:
     calls_per_day: dict[tuple[dt.date, str], int] = field(default_factory=dict)
     since: dt.date | None = None
     generated_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    #: suggested orders issued and accepted, per suggestion and per rule (`suggestion_acceptances`)
+    acceptances: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
-        return {"rules": self.rules, "services": self.services}
+        out: dict[str, Any] = {"rules": self.rules, "services": self.services}
+        if self.acceptances:
+            out["acceptances"] = self.acceptances
+        return out
 
 
 # ---------------------------------------------------------------------------- aggregation
@@ -222,7 +227,48 @@ def build_report(
         services=service_summaries((c.service_id, c.status, c.latency_ms) for c in calls),
         calls_per_day=dict(per_day),
         since=since,
+        acceptances=suggestion_acceptances(engine, start),
     )
+
+
+def count_acceptances(
+    issued: Iterable[tuple[str, str, list[str]]], accepted: Iterable[list[str] | None]
+) -> dict[str, list[dict[str, Any]]]:
+    """Per suggestion: issued and accepted; per rule: suggestions accepted. `issued` holds
+    (suggestion uuid, suggestion id, rules); `accepted`, each accepted feedback's uuids. A
+    suggestion accepted twice (sent again) counts once."""
+    taken = {uuid for uuids in accepted for uuid in (uuids or ())}
+    per_suggestion: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    per_rule: Counter[str] = Counter()
+    for uuid, suggestion_id, rules in issued:
+        per_suggestion[suggestion_id][0] += 1
+        if uuid in taken:
+            per_suggestion[suggestion_id][1] += 1
+            per_rule.update(dict.fromkeys(rules or (), 1))
+    return {
+        "suggestions": [
+            {"suggestion": sid, "issued": n, "accepted": a}
+            for sid, (n, a) in sorted(per_suggestion.items(), key=lambda kv: (-kv[1][1], kv[0]))
+        ],
+        "rules": [{"rule": r, "accepted": n} for r, n in _most_common(per_rule, len(per_rule))],
+    }
+
+
+def suggestion_acceptances(
+    engine: Engine, start: dt.datetime | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """Suggested orders issued (in calls since `start`) and accepted, per suggestion and rule."""
+    issued_query = _since(
+        select(IssuedSuggestion.uuid, IssuedSuggestion.suggestion_id, IssuedSuggestion.rules)
+        .join(IssuedCard, IssuedCard.uuid == IssuedSuggestion.card_uuid)
+        .join(ServiceCall, ServiceCall.id == IssuedCard.call_id),
+        start,
+    )
+    accepted_query = select(Feedback.accepted_suggestions).where(Feedback.outcome == "accepted")
+    with engine.connect() as connection:
+        issued = [(r.uuid, r.suggestion_id, r.rules) for r in connection.execute(issued_query)]
+        accepted = [r.accepted_suggestions for r in connection.execute(accepted_query)]
+    return count_acceptances(issued, accepted)
 
 
 # ------------------------------------------------------------------------------ renderings
