@@ -49,6 +49,8 @@ class FeedbackItem:
     reason_code: str | None = None
     reason_display: str | None = None
     user_comment: str | None = None
+    #: the accepted suggestion ids in the order sent (for problems that name their position)
+    accepted_as_sent: tuple[str, ...] = ()
 
 
 class FeedbackError(ValueError):
@@ -173,7 +175,9 @@ def parse_item(item: object, index: int) -> tuple[FeedbackItem | None, list[tupl
         check.fail("outcomeTimestamp", "must be an RFC 3339 date-time, e.g. 2026-11-24T19:34:51Z")
     if check.problems or card is None or outcome is None or when is None:
         return None, check.problems
-    return FeedbackItem(card, outcome, when, suggestions, **override), []
+    sent = item.get("acceptedSuggestions") or []
+    as_sent = tuple(s["id"] for s in sent if isinstance(s, Mapping))
+    return FeedbackItem(card, outcome, when, suggestions, **override, accepted_as_sent=as_sent), []
 
 
 def parse_feedback(body: object) -> list[FeedbackItem]:
@@ -268,7 +272,7 @@ def unknown_suggestions(
         if item.outcome != "accepted":
             continue
         known = issued.get(item.card)
-        for position, sid in enumerate(item.accepted_suggestions):
+        for position, sid in enumerate(item.accepted_as_sent or item.accepted_suggestions):
             ok = sid in known if known is not None else derivable(item.card, sid)
             if not ok:
                 problems.append(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import Blueprint, Response, abort, render_template, send_file
+from flask import Blueprint, Response, abort, render_template
 
 from ..core.about import rule_about, topic_codesystem
 from ..core.cards import about_url
@@ -17,7 +17,7 @@ from .services import public_base_url
 from .state import state
 
 bp = Blueprint("about", __name__, template_folder="templates")
-ICON = Path(__file__).parent / "static" / "icon.png"
+ICON = (Path(__file__).parent / "static" / "icon.png").read_bytes()
 
 
 def _rule(rule_id: str) -> Rule:
@@ -58,9 +58,8 @@ def rules_index() -> Response:
 
 @bp.get("/about/icon.png")
 def icon() -> Response:
-    response = send_file(ICON, mimetype="image/png", max_age=86400)
-    response.headers["Access-Control-Allow-Origin"] = "*"
-    return response
+    headers = {"Cache-Control": "public, max-age=86400", "Access-Control-Allow-Origin": "*"}
+    return Response(ICON, mimetype="image/png", headers=headers)
 
 
 @bp.get("/about/CodeSystem/card-topic")
