@@ -283,3 +283,16 @@ def test_selection_behavior_follows_the_groups(kb):
     assert selection_behavior(alternatives) == "at-most-one"
     assert selection_behavior([*alternatives, by_id["repeat-potassium"]]) == "any"
     assert selection_behavior([by_id["repeat-potassium"]]) == "any"
+
+
+def test_try_prints_the_suggested_orders(call):
+    from cds_service.tester import TryCall, render_cards
+
+    card = ces_cards(call)[0]
+    lines = render_cards(TryCall("svc", ("conditions",), [card]), PATIENT_ID, width=100)
+    text = "\n".join(lines)
+    assert "Suggestions" in text and "(any)" in text
+    assert (
+        "Order emergency MRI of the lumbosacral spine (stat) (recommended) [433141005, 72148]"
+        in text
+    )
