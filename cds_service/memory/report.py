@@ -47,7 +47,7 @@ class Report:
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"rules": self.rules, "services": self.services}
-        if self.acceptances:
+        if self.acceptances.get("suggestions"):  # only once suggestions were issued
             out["acceptances"] = self.acceptances
         return out
 

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from conftest import flush
 
 from cds_service.cli import main
+from cds_service.core.orders import suggestion_uuid
 from cds_service.db import upgrade
 from cds_service.memory.report import Override, percentile, top_reasons
 
@@ -35,7 +36,7 @@ def accepted(card: str, at: str) -> dict:
     return {
         "card": card,
         "outcome": "accepted",
-        "acceptedSuggestions": [{"id": "s-1"}],
+        "acceptedSuggestions": [{"id": suggestion_uuid(card, "emergency-department-referral")}],
         "outcomeTimestamp": at,
     }
 
@@ -70,7 +71,10 @@ def report(database, *args: str) -> Any:
 
 def test_the_json_report(seeded):
     data = json.loads(report(seeded, "--format", "json").stdout)
-    assert set(data) == {"rules", "services"}
+    assert set(data) == {"rules", "services", "acceptances"}
+    referral = {"suggestion": "emergency-department-referral", "issued": 3, "accepted": 1}
+    assert referral in data["acceptances"]["suggestions"]
+    assert data["acceptances"]["rules"] == [{"rule": "new-bladder-or-bowel-loss", "accepted": 1}]
     (rule,) = data["rules"]
     assert rule == {
         "rule": RULE,
