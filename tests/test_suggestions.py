@@ -222,6 +222,8 @@ def test_the_about_page_is_generated_from_the_rule(client, kb):
         rule.action,
     ):
         assert text in html, text
+    assert "A record of: Loss of bladder control, Urinary retention" in html
+    assert "New: onset (or, without one, recording) in the last 14 days." in html
     assert client.get("/about/rules/no-such-rule").status_code == 404
 
 

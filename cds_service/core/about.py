@@ -61,6 +61,34 @@ def _logic(rule: Rule) -> dict[str, Any]:
     return logic
 
 
+def _logic_text(kb: KnowledgeBase, rule: Rule) -> list[str]:
+    """When the rule fires, in sentences a clinician can check."""
+
+    def titles(ids: tuple[str, ...]) -> str:
+        return ", ".join(kb.valuesets[v].title for v in ids if v in kb.valuesets)
+
+    lines = []
+    if rule.valuesets:
+        lines.append(f"A record of: {titles(rule.valuesets)}.")
+    if rule.measures:
+        names = ", ".join(kb.measures[m].title for m in rule.measures)
+        lines.append(f"The latest result of {names} reads {rule.direction}.")
+    if rule.new_within_days is not None:
+        lines.append(
+            f"New: onset (or, without one, recording) in the last {rule.new_within_days} days."
+        )
+    if rule.min_age_days is not None:
+        lines.append(f"Known for at least {rule.min_age_days} days.")
+    if rule.active_for_days is not None:
+        lines.append(f"Active for at least {rule.active_for_days} days, or recurring.")
+    for req in rule.requires:
+        label = kb.criteria[req.criterion].title if req.criterion else titles(req.valuesets)
+        lines.append(f"With: {label}.")
+    if rule.unless_themes:
+        lines.append(f"Silent when a card of theme {', '.join(rule.unless_themes)} is given.")
+    return lines
+
+
 def _citations(kb: KnowledgeBase, rule: Rule) -> list[dict[str, Any]]:
     art = kb.article
     citations: list[dict[str, Any]] = [
@@ -136,6 +164,7 @@ def rule_about(kb: KnowledgeBase, rule: Rule, url: str) -> dict[str, Any]:
             "summary": rule.summary,
             "action": rule.action,
             "logic": _logic(rule),
+            "logic_text": _logic_text(kb, rule),
             "window": rule.source.window,
         },
         "intended_use": about.get("intended_use"),
