@@ -43,7 +43,7 @@ def create_app(
 ) -> Flask:
     """The service application. Knowledge is loaded and compiled once, here."""
     from .memory.audit_trail import start_audit_trail
-    from .web import discovery, feedback, ops, services
+    from .web import about, discovery, feedback, ops, services
     from .web.audit import init_audit
     from .web.errors import register_error_handlers
     from .web.security import init_security
@@ -70,6 +70,7 @@ def create_app(
     app.register_blueprint(services.bp)
     app.register_blueprint(feedback.bp)
     app.register_blueprint(ops.bp)
+    app.register_blueprint(about.bp)
     init_audit(app)
     register_error_handlers(app)
     _warm_models()

@@ -34,11 +34,16 @@ log = logging.getLogger(__name__)
 
 
 class DataMissing(Exception):
-    """Required data could not be had; `missing` maps each prefetch key to the reason."""
+    """Required data could not be had; `missing` maps each prefetch key to the reason.
 
-    def __init__(self, missing: dict[str, str]):
+    `received` holds what was had all the same (the other keys, and the first pages of a search
+    whose further pages could not be fetched), so that a red flag already seen is never withheld.
+    """
+
+    def __init__(self, missing: dict[str, str], received: tuple[Mapping[str, Any], ...] = ()):
         super().__init__(", ".join(f"{k}: {v}" for k, v in sorted(missing.items())))
         self.missing = missing
+        self.received = received
 
 
 class TooManyResources(Exception):
@@ -109,11 +114,11 @@ def gather_patient_data(
         for key, data in keys.items()
         if data.status == "missing" and kb.prefetch[key].required
     }
-    if missing:
-        raise DataMissing(missing)
     resources = [r for data in keys.values() for r in data.resources]
     if len(resources) > max_resources:
         raise TooManyResources(len(resources), max_resources)
+    if missing:
+        raise DataMissing(missing, tuple(resources))
     origin = {key: _origin(data, key in fetched) for key, data in keys.items()}
     return PatientData(resources, origin)
 
@@ -123,7 +128,7 @@ def _unavailable(data: KeyData, why: str) -> KeyData:
     if data.status == "missing":
         return KeyData(data.key, "missing", reason=f"{data.reason}, and {why}")
     reason = f"the prefetched search has more pages, and {why}"
-    return KeyData(data.key, "missing", reason=reason)
+    return KeyData(data.key, "missing", data.resources, reason=reason)
 
 
 def _from_server(

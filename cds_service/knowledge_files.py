@@ -12,7 +12,7 @@ import yaml
 from .core.knowledge import KnowledgeBase, KnowledgeError, compile_knowledge
 
 EXPANSIONS_FILE = "expansions.json"
-_SINGLE_FILES = ("sources", "policy", "labs", "themes", "services", "criteria")
+_SINGLE_FILES = ("sources", "policy", "labs", "themes", "services", "criteria", "orders", "about")
 _SCHEMAS = (
     "sources",
     "policy",
@@ -20,6 +20,8 @@ _SCHEMAS = (
     "themes",
     "services",
     "criteria",
+    "orders",
+    "about",
     "valueset",
     "rule",
 )

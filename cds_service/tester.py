@@ -289,10 +289,33 @@ def render_card(card: Mapping[str, Any], width: int) -> list[str]:
     summary = click.style(str(card.get("summary", "")), bold=True)
     lines = [f"{label} {summary}", ""]
     lines += list(_detail_lines(str(card.get("detail", "")), width))
+    lines += _suggestion_lines(card)
     source = card.get("source") or {}
     if isinstance(source, Mapping) and source.get("label"):
         shown = str(source["label"]) + (f" <{source['url']}>" if source.get("url") else "")
         lines += ["", f"    {click.style('Source:', bold=True)} {shown}"]
+    return lines
+
+
+def _suggestion_lines(card: Mapping[str, Any]) -> list[str]:
+    """The card's suggested orders, one line each: label, then the codes of its resource."""
+    suggestions = card.get("suggestions")
+    if not isinstance(suggestions, list) or not suggestions:
+        return []
+    behaviour = card.get("selectionBehavior", "")
+    lines = ["", f"    {click.style('Suggestions', bold=True)} ({behaviour}):"]
+    for suggestion in suggestions:
+        if not isinstance(suggestion, Mapping):
+            continue
+        codes = [
+            f"{c.get('code')}"
+            for a in suggestion.get("actions") or ()
+            if isinstance(a, Mapping) and isinstance(a.get("resource"), Mapping)
+            for c in (a["resource"].get("code") or {}).get("coding") or ()
+            if isinstance(c, Mapping)
+        ]
+        star = " (recommended)" if suggestion.get("isRecommended") else ""
+        lines.append(f"    - {suggestion.get('label')}{star} [{', '.join(codes)}]")
     return lines
 
 

@@ -47,7 +47,10 @@ def test_every_card_meets_the_specification(call):
         assert card["source"]["label"]
         for reason in card["overrideReasons"]:
             assert reason["system"] and reason["code"] and reason["display"]
-        assert "suggestions" not in card and "selectionBehavior" not in card
+        if card.get("suggestions"):
+            assert card["selectionBehavior"] in {"at-most-one", "any"}
+        else:
+            assert "selectionBehavior" not in card
 
 
 def test_detail_is_markdown_without_raw_html(call):

@@ -27,6 +27,7 @@ from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 from werkzeug.test import TestResponse
 
 from cds_service import Settings, create_app
+from cds_service.core.orders import suggestion_uuid
 from cds_service.db import upgrade
 
 SPEC_PATH = Path(__file__).resolve().parent.parent / "openapi.yaml"
@@ -266,7 +267,10 @@ FEEDBACK_PATH = "/cds-services/back-spasm-patient-view/feedback"
 ACCEPTED = {
     "card": "9368d37b-283f-44a0-93ea-547cebab93ed",
     "outcome": "accepted",
-    "acceptedSuggestions": [{"id": "e56e1945-20b3-4393-8503-a1a20fd73152"}],
+    # a suggestion uuid as the service derives it for that card
+    "acceptedSuggestions": [
+        {"id": suggestion_uuid("9368d37b-283f-44a0-93ea-547cebab93ed", "repeat-potassium")}
+    ],
     "outcomeTimestamp": "2025-06-10T09:00:00Z",
 }
 OVERRIDDEN = {  # as the CDS Hooks Sandbox sends it: a reason without `display`

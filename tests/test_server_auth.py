@@ -134,7 +134,9 @@ def test_every_cds_route_requires_a_valid_jwt_over_http(auth_server, key):
 
 
 def test_the_open_routes_stay_open(auth_server):
-    for path in ("/healthz", "/readyz", "/openapi.yaml"):
+    about = "/about/rules/new-bladder-or-bowel-loss"
+    public = ("/about/icon.png", about, f"{about}.json", "/about/CodeSystem/card-topic")
+    for path in ("/healthz", "/readyz", "/openapi.yaml", *public):
         assert requests.get(auth_server.url + path, timeout=5).status_code == 200, path
 
 

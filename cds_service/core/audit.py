@@ -15,9 +15,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .cards import card_themes
+from .cards import card_matches, card_suggestions, card_themes
 from .findings import Finding
 from .knowledge import KnowledgeBase
+from .orders import suggestion_uuid
 from .rules import Evaluation, Evidence
 
 Row = dict[str, Any]
@@ -56,6 +57,7 @@ class AuditRecord:
     cards: tuple[Row, ...] = ()
     rules: tuple[Row, ...] = ()
     evidence: tuple[Row, ...] = ()
+    suggestions: tuple[Row, ...] = ()
 
 
 def patient_key(secret: bytes, patient_id: str, fhir_server: str | None = None) -> str:
@@ -104,6 +106,28 @@ def card_rows(
         }
         for position, (theme, card) in enumerate(zip(themes, cards, strict=True))
     )
+
+
+def suggestion_rows(
+    kb: KnowledgeBase, evaluation: Evaluation, cards: Sequence[Mapping[str, Any]]
+) -> tuple[Row, ...]:
+    """One row per suggestion a card carried: its uuid (as feedback will quote it), its id in
+    the knowledge and the rules that offered it. Only the suggestions the card really carries."""
+    rows = []
+    for card, matches in zip(cards, card_matches(kb, evaluation, len(cards)), strict=True):
+        sent = {s.get("uuid") for s in card.get("suggestions", ())}
+        for offered in card_suggestions(kb, matches):
+            uuid = suggestion_uuid(card["uuid"], offered.suggestion.id)
+            if uuid in sent:
+                rows.append(
+                    {
+                        "uuid": uuid,
+                        "card_uuid": card["uuid"],
+                        "suggestion_id": offered.suggestion.id[:128],
+                        "rules": list(dict.fromkeys(offered.rules)),
+                    }
+                )
+    return tuple(rows)
 
 
 def rule_rows(call_id: str, evaluation: Evaluation, card_of: Mapping[str, str]) -> tuple[Row, ...]:
@@ -174,4 +198,5 @@ def audit_record(
         card_rows(facts.call_id, themes, cards),
         rule_rows(facts.call_id, evaluation, card_of),
         evidence_rows(facts.call_id, evaluation, card_of, first_card),
+        suggestion_rows(kb, evaluation, cards),
     )

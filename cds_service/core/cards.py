@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from .codes import system_name
 from .findings import Dated, Finding, Measurement
 from .knowledge import Coding, KnowledgeBase, Rule, Theme
+from .orders import OrderContext, Suggestion, render_suggestion, selection_behavior
 from .rules import Evaluation, Evidence, Match, OlderFinding
 
+ICON_PATH = "/about/icon.png"
+ABOUT_PATH = "/about/rules/"
 MAX_EVIDENCE_LINES = 12
 MAX_REFERENCES = 4  # references shown on one finding's line
 MAX_CONTEXT = 8  # findings shown in a card's context line
@@ -188,14 +192,105 @@ def _attribution(kb: KnowledgeBase, guideline_ids: list[str]) -> list[str]:
     return ["", "---", "", "Sources: " + ". ".join(parts) + "."]
 
 
-def _source(kb: KnowledgeBase, theme: Theme, guideline_ids: list[str]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class CardContext:
+    """What a card takes from the call: whom suggested orders are for, and the service's public
+    base URL for its icon and "About this recommendation" pages (None: not shown)."""
+
+    patient_id: str
+    encounter_id: str | None = None
+    base_url: str | None = None
+
+
+def _source(
+    kb: KnowledgeBase, theme: Theme, guideline_ids: list[str], base_url: str | None
+) -> dict[str, Any]:
     label = f"{kb.article.title} (reviewed {kb.article.last_review})"
     if guideline_ids:
         label += "; " + "; ".join(kb.guidelines[g].short for g in guideline_ids[:2])
     source: dict[str, Any] = {"label": label}
+    url = next((kb.guidelines[g].url for g in guideline_ids if kb.guidelines[g].url), None)
+    if url:
+        source["url"] = url
+    if base_url:
+        source["icon"] = base_url + ICON_PATH
     if theme.topic:
         source["topic"] = _coding_json(theme.topic)
     return source
+
+
+def about_url(base_url: str, rule_id: str) -> str:
+    """The stable URL of a rule's "About this recommendation" page (HTML; `.json` for JSON)."""
+    return f"{base_url}{ABOUT_PATH}{rule_id}"
+
+
+def _links(
+    kb: KnowledgeBase, matches: list[Match], guideline_ids: list[str], base_url: str | None
+) -> list[dict[str, str]]:
+    """The guideline pages the card cites, then each rule's "About this recommendation" page."""
+    links = [
+        {
+            "label": f"Guideline: {kb.guidelines[g].short}",
+            "url": kb.guidelines[g].url,
+            "type": "absolute",
+        }
+        for g in guideline_ids
+        if kb.guidelines[g].url
+    ]
+    if base_url:
+        rules = list(dict.fromkeys(m.rule for m in matches))
+        for rule in rules:
+            label = "About this recommendation"
+            if len(rules) > 1:
+                label += f": {rule.title}"
+            links.append({"label": label, "url": about_url(base_url, rule.id), "type": "absolute"})
+    return links
+
+
+def _measures_of(match: Match) -> set[str]:
+    return {item.measure for item in match.evidence if isinstance(item, Measurement)}
+
+
+@dataclass(frozen=True)
+class Offered:
+    """A suggestion on a card: the rules that offer it, and their evidence references."""
+
+    suggestion: Suggestion
+    rules: list[str]
+    reasons: list[str]
+
+
+def card_suggestions(kb: KnowledgeBase, matches: list[Match]) -> list[Offered]:
+    """The card's suggestions (one per order and action, the most serious rule's first)."""
+    offered: dict[str, Offered] = {}
+    for match in matches:
+        measures = _measures_of(match)
+        for suggestion in kb.orders.for_rule(match.rule.id):
+            if suggestion.measures and not measures.intersection(suggestion.measures):
+                continue
+            key = f"{suggestion.order}/{suggestion.action}"
+            entry = offered.setdefault(key, Offered(suggestion, [], []))
+            if entry.suggestion.id != suggestion.id:
+                continue
+            entry.rules.append(match.rule.id)
+            for item in match.evidence:
+                refs = item.references if isinstance(item, Finding) else (item.reference,)
+                entry.reasons.extend(refs)
+    return list(offered.values())
+
+
+def _suggestions(
+    kb: KnowledgeBase, matches: list[Match], card_uuid: str, context: CardContext
+) -> tuple[list[dict[str, Any]], str | None]:
+    offered = card_suggestions(kb, matches)
+    if not offered:
+        return [], None
+    order_context = OrderContext(context.patient_id, context.encounter_id)
+    rendered = [
+        render_suggestion(kb.orders, o.suggestion, card_uuid, order_context, o.reasons)
+        for o in offered
+    ]
+    return rendered, selection_behavior([o.suggestion for o in offered])
 
 
 def _coding_json(coding: Coding) -> dict[str, str]:
@@ -208,6 +303,7 @@ def _card(
     matches: list[Match],
     older: list[OlderFinding],
     new_uuid: Callable[[], str],
+    context: CardContext | None = None,
 ) -> dict[str, Any]:
     guideline_ids = _guidelines_of((m.rule for m in matches), theme)
     detail = [
@@ -218,15 +314,24 @@ def _card(
         *_older_section(kb, older),
         *_attribution(kb, guideline_ids),
     ]
+    base_url = context.base_url if context else None
     card: dict[str, Any] = {
         "uuid": new_uuid(),
         "summary": _summary(theme, matches),
         "indicator": theme.indicator,
         "detail": "\n".join(detail).strip() + "\n",
-        "source": _source(kb, theme, guideline_ids),
+        "source": _source(kb, theme, guideline_ids, base_url),
     }
+    if context is not None:
+        suggestions, behavior = _suggestions(kb, matches, card["uuid"], context)
+        if suggestions:
+            card["suggestions"] = suggestions
+            card["selectionBehavior"] = behavior
     if theme.override_reasons:
         card["overrideReasons"] = [_coding_json(c) for c in theme.override_reasons]
+    links = _links(kb, matches, guideline_ids, base_url)
+    if links:
+        card["links"] = links
     return card
 
 
@@ -236,16 +341,29 @@ def card_themes(kb: KnowledgeBase, evaluation: Evaluation, max_cards: int) -> li
     return [t.id for t in sorted((kb.themes[t] for t in fired), key=lambda t: t.order)][:max_cards]
 
 
+def card_matches(kb: KnowledgeBase, evaluation: Evaluation, max_cards: int) -> list[list[Match]]:
+    """The matches of each card, in card order (what `render_cards` renders)."""
+    by_theme: dict[str, list[Match]] = {}
+    for match in evaluation.all_matches:
+        by_theme.setdefault(match.rule.theme, []).append(match)
+    return [by_theme[t] for t in card_themes(kb, evaluation, max_cards)]
+
+
 def render_cards(
-    kb: KnowledgeBase, evaluation: Evaluation, max_cards: int, new_uuid: Callable[[], str]
+    kb: KnowledgeBase,
+    evaluation: Evaluation,
+    max_cards: int,
+    new_uuid: Callable[[], str],
+    context: CardContext | None = None,
 ) -> list[dict[str, Any]]:
-    """Cards in theme order (critical first), at most `max_cards`."""
+    """Cards in theme order (critical first), at most `max_cards`; with a context, the cards
+    carry suggested orders, and (with a base URL) their icon and "About" links."""
     by_theme: dict[str, list[Match]] = {}
     for match in evaluation.all_matches:
         by_theme.setdefault(match.rule.theme, []).append(match)
     cards = []
     older = list(evaluation.older)
     for theme_id in card_themes(kb, evaluation, max_cards):
-        cards.append(_card(kb, kb.themes[theme_id], by_theme[theme_id], older, new_uuid))
+        cards.append(_card(kb, kb.themes[theme_id], by_theme[theme_id], older, new_uuid, context))
         older = []  # the older findings are worth one line, on the first card only
     return cards

@@ -13,7 +13,7 @@ import datetime as dt
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +49,8 @@ class FeedbackItem:
     reason_code: str | None = None
     reason_display: str | None = None
     user_comment: str | None = None
+    #: the accepted suggestion ids in the order sent (for problems that name their position)
+    accepted_as_sent: tuple[str, ...] = ()
 
 
 class FeedbackError(ValueError):
@@ -173,7 +175,9 @@ def parse_item(item: object, index: int) -> tuple[FeedbackItem | None, list[tupl
         check.fail("outcomeTimestamp", "must be an RFC 3339 date-time, e.g. 2026-11-24T19:34:51Z")
     if check.problems or card is None or outcome is None or when is None:
         return None, check.problems
-    return FeedbackItem(card, outcome, when, suggestions, **override), []
+    sent = item.get("acceptedSuggestions") or []
+    as_sent = tuple(s["id"] for s in sent if isinstance(s, Mapping))
+    return FeedbackItem(card, outcome, when, suggestions, **override, accepted_as_sent=as_sent), []
 
 
 def parse_feedback(body: object) -> list[FeedbackItem]:
@@ -250,3 +254,31 @@ def feedback_rows(
             "client_jti": client.jti[:256] if client and client.jti else None,
         }
     return [rows[key] for key in sorted(rows)]
+
+
+def unknown_suggestions(
+    items: list[FeedbackItem],
+    issued: Mapping[str, frozenset[str]],
+    derivable: Callable[[str, str], bool],
+) -> list[tuple[str, str]]:
+    """Problems for accepted suggestions that are not a suggestion of their card.
+
+    `issued` maps each card we know we issued to the uuids of its suggestions; a card not (yet)
+    recorded, because the audit trail writes behind the answer, is checked by `derivable(card,
+    id)`: whether the id is a suggestion uuid this service derives for that card.
+    """
+    problems = []
+    for index, item in enumerate(items):
+        if item.outcome != "accepted":
+            continue
+        known = issued.get(item.card)
+        for position, sid in enumerate(item.accepted_as_sent or item.accepted_suggestions):
+            ok = sid in known if known is not None else derivable(item.card, sid)
+            if not ok:
+                problems.append(
+                    (
+                        f"feedback[{index}].acceptedSuggestions[{position}].id",
+                        f"{sid!r} is not a suggestion of card {item.card!r}",
+                    )
+                )
+    return problems

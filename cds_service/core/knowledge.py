@@ -18,6 +18,7 @@ from typing import Any
 import jsonschema
 
 from .codes import KNOWLEDGE_SYSTEMS, normalize_code
+from .orders import EMPTY_CATALOG, OrderCatalog, compile_orders
 
 INDICATOR_ORDER = {"critical": 0, "warning": 1, "info": 2}
 
@@ -228,6 +229,7 @@ class Guideline:
     publisher: str
     year: int
     says: str
+    url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -265,6 +267,10 @@ class KnowledgeBase:
     #: LOINC code -> measure id
     measure_index: Mapping[str, str]
     version: str = field(default="")
+    #: orders the cards suggest, and the suggestions (orders.yaml)
+    orders: OrderCatalog = field(default=EMPTY_CATALOG)
+    #: source attributes (about.yaml): developer, funding, validation, limitations, topics
+    about: Mapping[str, Any] = field(default_factory=dict)
 
     def measure_index_display(self, code: str) -> str:
         """The knowledge's display for a measure's LOINC code."""
@@ -630,8 +636,9 @@ def compile_knowledge(docs: Mapping[str, Any]) -> KnowledgeBase:
     """Validate and compile parsed knowledge documents into a `KnowledgeBase`."""
     schemas = docs["schemas"]
     problems: list[str] = []
-    for name in ("sources", "policy", "labs", "themes", "services", "criteria"):
-        problems += _schema_problems(f"{name}.yaml", docs[name], schemas[name])
+    for name in ("sources", "policy", "labs", "themes", "services", "criteria", "orders", "about"):
+        if name in docs:
+            problems += _schema_problems(f"{name}.yaml", docs[name], schemas[name])
     for name, doc in docs["valuesets"].items():
         problems += _schema_problems(f"valuesets/{name}", doc, schemas["valueset"])
     for name, doc in docs["rules"].items():
@@ -670,7 +677,13 @@ def compile_knowledge(docs: Mapping[str, Any]) -> KnowledgeBase:
     src = docs["sources"]
     guidelines = {
         gid: Guideline(
-            gid, g["short"], g["title"], g["publisher"], g["year"], " ".join(g["says"].split())
+            gid,
+            g["short"],
+            g["title"],
+            g["publisher"],
+            g["year"],
+            " ".join(g["says"].split()),
+            g.get("url"),
         )
         for gid, g in src["guidelines"].items()
     }
@@ -731,6 +744,12 @@ def compile_knowledge(docs: Mapping[str, Any]) -> KnowledgeBase:
     }
     if len(services) != len(docs["services"]["services"]):
         problems.append("services.yaml: duplicate service id")
+    orders = EMPTY_CATALOG
+    if "orders" in docs:
+        orders, found = compile_orders(docs["orders"], (r.id for r in rules), measures, guidelines)
+        problems += found
+    about = docs.get("about", {})
+    problems += _topic_problems(themes, about)
     if problems:
         raise KnowledgeError(problems)
 
@@ -757,7 +776,21 @@ def compile_knowledge(docs: Mapping[str, Any]) -> KnowledgeBase:
         code_index=MappingProxyType({k: frozenset(v) for k, v in code_index.items()}),
         measure_index=MappingProxyType(measure_index),
         version=_content_version(docs),
+        orders=orders,
+        about=MappingProxyType(dict(about)),
     )
+
+
+def _topic_problems(themes: Mapping[str, Theme], about: Mapping[str, Any]) -> list[str]:
+    """Every theme's topic must be a concept of the card-topic CodeSystem in about.yaml."""
+    system = about.get("topic_system")
+    if not system:
+        return []
+    return [
+        f"themes.yaml: {t.id}: topic {t.topic.code!r} is not in {system['url']}"
+        for t in themes.values()
+        if t.topic and (t.topic.system != system["url"] or t.topic.code not in system["concepts"])
+    ]
 
 
 def _content_version(docs: Mapping[str, Any]) -> str:

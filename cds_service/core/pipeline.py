@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .cards import render_cards
+from .cards import CardContext, render_cards
 from .findings import PatientFindings, extract_findings
 from .knowledge import KnowledgeBase
 from .rules import Evaluation, evaluate
@@ -27,9 +27,14 @@ def decide(
     today: dt.date,
     max_cards: int,
     new_uuid: Callable[[], str],
+    *,
+    encounter_id: str | None = None,
+    base_url: str | None = None,
 ) -> Decision:
-    """Extract findings, evaluate the rules and render the cards."""
+    """Extract findings, evaluate the rules and render the cards (with their suggested orders,
+    and with their icon and "About" links when the service's public base URL is known)."""
     findings = extract_findings(kb, resources, patient_id, today)
     evaluation = evaluate(kb, findings, today)
-    cards = render_cards(kb, evaluation, max_cards, new_uuid)
+    context = CardContext(patient_id, encounter_id, base_url)
+    cards = render_cards(kb, evaluation, max_cards, new_uuid, context)
     return Decision(cards, evaluation, findings)

@@ -31,7 +31,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from .. import metrics
 from ..core.audit import AuditRecord, patient_key
 from ..settings import Settings
-from .models import EvidenceRef, Feedback, FiredRule, IssuedCard, ServiceCall
+from .models import EvidenceRef, Feedback, FiredRule, IssuedCard, IssuedSuggestion, ServiceCall
 
 log = logging.getLogger("cds_service.audit")
 
@@ -71,6 +71,7 @@ def write_records(engine: Engine, records: Sequence[AuditRecord]) -> None:
         (IssuedCard.__table__, (c for r in records for c in r.cards)),
         (FiredRule.__table__, (x for r in records for x in r.rules)),
         (EvidenceRef.__table__, (e for r in records for e in r.evidence)),
+        (IssuedSuggestion.__table__, (x for r in records for x in r.suggestions)),
     ]
     uuids = [c["uuid"] for r in records for c in r.cards]
     with engine.begin() as connection:  # parents first: the foreign keys are checked at once

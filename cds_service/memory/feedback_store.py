@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, exists
+from sqlalchemy import Engine, bindparam, exists, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..db import DatabaseUnavailable
-from .models import Feedback, IssuedCard
+from .models import Feedback, IssuedCard, IssuedSuggestion
 
 _MATCH = "match_card"
 
@@ -36,3 +36,26 @@ def store_feedback(engine: Engine, rows: list[dict[str, Any]]) -> None:
     except (SQLAlchemyError, OSError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else ""
         raise DatabaseUnavailable(f"{type(exc).__name__}: {reason}") from exc
+
+
+def issued_suggestions(engine: Engine, card_uuids: list[str]) -> dict[str, frozenset[str]]:
+    """For each of these cards that we issued, the uuids of the suggestions it carried."""
+    if not card_uuids:
+        return {}
+    try:
+        with engine.connect() as connection:
+            cards = connection.execute(
+                select(IssuedCard.uuid).where(IssuedCard.uuid.in_(card_uuids))
+            ).scalars()
+            found: dict[str, set[str]] = {card: set() for card in cards}
+            rows = connection.execute(
+                select(IssuedSuggestion.card_uuid, IssuedSuggestion.uuid).where(
+                    IssuedSuggestion.card_uuid.in_(list(found))
+                )
+            )
+            for card, suggestion in rows:
+                found[card].add(suggestion)
+    except (SQLAlchemyError, OSError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else ""
+        raise DatabaseUnavailable(f"{type(exc).__name__}: {reason}") from exc
+    return {card: frozenset(ids) for card, ids in found.items()}

@@ -64,6 +64,18 @@ class IssuedCard(Base):
     indicator: Mapped[str] = mapped_column(String(16))
 
 
+class IssuedSuggestion(Base):
+    """A suggestion a card carried (Alembic revision `0003_issued_suggestions`): its uuid, as
+    accepted feedback quotes it, its id in knowledge/orders.yaml and the rules that offered it."""
+
+    __tablename__ = "issued_suggestions"
+
+    uuid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    card_uuid: Mapped[str] = mapped_column(ForeignKey("issued_cards.uuid"), index=True)
+    suggestion_id: Mapped[str] = mapped_column(String(128))
+    rules: Mapped[list[Any]] = mapped_column(JSON())
+
+
 class FiredRule(Base):
     """A rule that fired in a call; `card_uuid` is its theme's card (None if the card was cut)."""
 

@@ -17,13 +17,13 @@ import json
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import Engine, Select, select
 
 from ..core.knowledge import KnowledgeBase
-from .models import Feedback, FiredRule, IssuedCard, ServiceCall
+from .models import Feedback, FiredRule, IssuedCard, IssuedSuggestion, ServiceCall
 
 TOP_REASONS = 5
 TOP_COMMENTS = 3
@@ -71,9 +71,11 @@ class Report:
     until: dt.date | None = None
     min_cards: int = MIN_CARDS_TO_JUDGE
     generated_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    #: suggested orders issued and accepted, per suggestion and per rule (`suggestion_acceptances`)
+    acceptances: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "period": {
                 "since": self.since.isoformat() if self.since else None,
                 "until": self.until.isoformat() if self.until else None,
@@ -87,6 +89,9 @@ class Report:
                 for (day, service), count in sorted(self.calls_per_day.items())
             ],
         }
+        if self.acceptances.get("suggestions"):  # only once suggestions were issued
+            out["acceptances"] = self.acceptances
+        return out
 
     def period_text(self) -> str:
         if self.since and self.until:
@@ -291,6 +296,24 @@ def latest_feedback(rows: Iterable[Any]) -> dict[str, Outcome]:
     return {card: value for card, (_, value) in latest.items()}
 
 
+def _with_suggestion_names(connection: Any, latest: dict[str, Outcome]) -> dict[str, Outcome]:
+    """Accepted suggestions named by the knowledge's suggestion id, not the uuid a card carried."""
+    uuids = {s for outcome in latest.values() for s in outcome.suggestions}
+    if not uuids:
+        return latest
+    names = dict(
+        connection.execute(
+            select(IssuedSuggestion.uuid, IssuedSuggestion.suggestion_id).where(
+                IssuedSuggestion.uuid.in_(uuids)
+            )
+        ).all()
+    )
+    return {
+        card: replace(outcome, suggestions=tuple(names.get(s, s) for s in outcome.suggestions))
+        for card, outcome in latest.items()
+    }
+
+
 def _suggestion_ids(stored: Any) -> Iterable[str]:
     """The accepted suggestions' ids as stored (ids, or objects with an `id`)."""
     for item in stored or ():
@@ -362,7 +385,9 @@ def build_report(
             RuleCard(r.rule_id, r.card_uuid, _utc(r.recorded_at).date())
             for r in connection.execute(rule_query)
         ]
-        latest = latest_feedback(connection.execute(feedback_query))
+        latest = _with_suggestion_names(
+            connection, latest_feedback(connection.execute(feedback_query))
+        )
         calls = [c for c in connection.execute(call_query) if _a_service_call(c, kb)]
     per_day: Counter[tuple[dt.date, str]] = Counter(
         (_utc(c.recorded_at).date(), c.service_id) for c in calls
@@ -381,7 +406,49 @@ def build_report(
         since=since,
         until=until,
         min_cards=min_cards,
+        acceptances=suggestion_acceptances(engine, start, before),
     )
+
+
+def count_acceptances(
+    issued: Iterable[tuple[str, str, list[str]]], accepted: Iterable[list[str] | None]
+) -> dict[str, list[dict[str, Any]]]:
+    """Per suggestion: issued and accepted; per rule: suggestions accepted. `issued` holds
+    (suggestion uuid, suggestion id, rules); `accepted`, each accepted feedback's uuids. A
+    suggestion accepted twice (sent again) counts once."""
+    taken = {uuid for uuids in accepted for uuid in (uuids or ())}
+    per_suggestion: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    per_rule: Counter[str] = Counter()
+    for uuid, suggestion_id, rules in issued:
+        per_suggestion[suggestion_id][0] += 1
+        if uuid in taken:
+            per_suggestion[suggestion_id][1] += 1
+            per_rule.update(dict.fromkeys(rules or (), 1))
+    return {
+        "suggestions": [
+            {"suggestion": sid, "issued": n, "accepted": a}
+            for sid, (n, a) in sorted(per_suggestion.items(), key=lambda kv: (-kv[1][1], kv[0]))
+        ],
+        "rules": [{"rule": r, "accepted": n} for r, n in _most_common(per_rule, len(per_rule))],
+    }
+
+
+def suggestion_acceptances(
+    engine: Engine, start: dt.datetime | None = None, before: dt.datetime | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """Suggested orders issued (in calls of the period) and accepted, per suggestion and rule."""
+    issued_query = _period(
+        select(IssuedSuggestion.uuid, IssuedSuggestion.suggestion_id, IssuedSuggestion.rules)
+        .join(IssuedCard, IssuedCard.uuid == IssuedSuggestion.card_uuid)
+        .join(ServiceCall, ServiceCall.id == IssuedCard.call_id),
+        start,
+        before,
+    )
+    accepted_query = select(Feedback.accepted_suggestions).where(Feedback.outcome == "accepted")
+    with engine.connect() as connection:
+        issued = [(r.uuid, r.suggestion_id, r.rules) for r in connection.execute(issued_query)]
+        accepted = [r.accepted_suggestions for r in connection.execute(accepted_query)]
+    return count_acceptances(issued, accepted)
 
 
 # ------------------------------------------------------------------------------ renderings

@@ -14,14 +14,21 @@ import logging
 from flask import Blueprint, Response
 
 from .. import metrics
-from ..core.feedback import FeedbackError, feedback_rows, parse_feedback
+from ..core.feedback import (
+    FeedbackError,
+    FeedbackItem,
+    feedback_rows,
+    parse_feedback,
+    unknown_suggestions,
+)
+from ..core.orders import suggestion_uuid
 from ..core.outcome import invalid_outcome
 from ..db import DatabaseUnavailable
-from ..memory.feedback_store import store_feedback
+from ..memory.feedback_store import issued_suggestions, store_feedback
 from .audit import current_client
 from .body import BodyError, read_json_body
 from .responses import error_response, json_response, unknown_service
-from .state import state
+from .state import ServiceState, state
 
 log = logging.getLogger(__name__)
 bp = Blueprint("feedback", __name__)
@@ -31,6 +38,20 @@ FEEDBACK_UNCONFIRMED = (
     "the feedback store did not confirm the write, so the feedback may or may not be stored; "
     "send the feedback again: resending is safe, a repeat is stored once"
 )
+
+
+def _suggestion_problems(s: ServiceState, items: list[FeedbackItem]) -> list[tuple[str, str]]:
+    """Accepted suggestions that are not suggestions of their card (one problem per item)."""
+    accepted = [i.card for i in items if i.outcome == "accepted"]
+    if not accepted:
+        return []
+    issued = issued_suggestions(s.engine, list(dict.fromkeys(accepted)))
+    ids = [x.id for x in s.knowledge.orders.suggestions]
+
+    def derivable(card: str, sid: str) -> bool:
+        return any(suggestion_uuid(card, x) == sid for x in ids)
+
+    return unknown_suggestions(items, issued, derivable)
 
 
 @bp.post("/cds-services/<service_id>/feedback")
@@ -46,8 +67,11 @@ def send_feedback(service_id: str) -> Response:
     except FeedbackError as exc:
         code = "too-costly" if exc.status == 413 else "invalid"
         return json_response(invalid_outcome(exc.problems, code), exc.status)
-    rows = feedback_rows(items, service_id, s.clock(), current_client())
     try:
+        problems = _suggestion_problems(s, items)
+        if problems:
+            return json_response(invalid_outcome(problems, "invalid"), 400)
+        rows = feedback_rows(items, service_id, s.clock(), current_client())
         store_feedback(s.engine, rows)
     except DatabaseUnavailable as exc:
         log.warning("feedback for %s not stored, answered 503: %s", service_id, exc)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 import uuid
 
-from flask import Blueprint, Response
+from flask import Blueprint, Response, request
 
 from .. import metrics
-from ..core.envelope import EnvelopeError, parse_envelope
+from ..core.envelope import EnvelopeError, HookRequest, parse_envelope
 from ..core.outcome import missing_data_outcome
-from ..core.pipeline import decide
+from ..core.pipeline import Decision, decide
 from ..fhir_policy import AccessPolicy
 from ..gather import DataMissing, FhirAccess, TooManyResources, gather_patient_data
 from .audit import note_decision, note_request
@@ -25,6 +25,64 @@ bp = Blueprint("services", __name__)
 
 def _new_uuid() -> str:
     return str(uuid.uuid4())
+
+
+#: Cards at these indicators are answered even when the record was read incompletely.
+SEVERE = ("critical", "warning")
+
+
+def public_base_url(s: ServiceState) -> str:
+    """Where the service's public pages live: CDS_PUBLIC_BASE_URL, else the request's own base."""
+    return (s.settings.public_base_url or request.host_url).rstrip("/")
+
+
+def incomplete_line(missing: dict[str, str]) -> str:
+    """The one line a card carries when the record was read incompletely, naming what is missing."""
+    keys = "; ".join(f"{key} ({reason})" for key, reason in sorted(missing.items()))
+    return (
+        f"**Record read incompletely:** missing {keys}. This card rests on what was received; "
+        "other findings may not be shown."
+    )
+
+
+def _decide(s: ServiceState, hook_request: HookRequest, resources: list) -> Decision:
+    encounter = hook_request.context.get("encounterId")
+    return decide(
+        s.knowledge,
+        resources,
+        hook_request.patient_id,
+        s.clock().date(),
+        s.settings.max_cards,
+        _new_uuid,
+        encounter_id=encounter if isinstance(encounter, str) else None,
+        base_url=public_base_url(s),
+    )
+
+
+def _incomplete_answer(
+    s: ServiceState, service_id: str, hook_request: HookRequest, exc: DataMissing
+) -> Response:
+    """A red flag already seen is never withheld: the warning and critical cards from what was
+    received, each with one line naming what is missing; without such a card, the spec's 412."""
+    reasons = "; ".join(f"{k}: {v}" for k, v in sorted(exc.missing.items()))
+    decision = _decide(s, hook_request, list(exc.received))
+    severe = [c for c in decision.cards if c["indicator"] in SEVERE]
+    if not severe:
+        log.info("412 for %s: missing %s", service_id, reasons)
+        metrics.observe_missing(service_id, exc.missing)
+        return json_response(missing_data_outcome(exc.missing), 412)
+    line = incomplete_line(exc.missing)
+    for card in severe:
+        card["detail"] = f"{line}\n\n{card['detail']}"
+    kept = Decision(severe, decision.evaluation, decision.findings)
+    note_decision(kept)
+    log.warning(
+        "record read incompletely for %s (%s): %d card(s) answered",
+        service_id,
+        reasons,
+        len(severe),
+    )
+    return json_response({"cards": severe})
 
 
 def _fhir_access(s: ServiceState) -> FhirAccess | None:
@@ -69,18 +127,8 @@ def call_service(service_id: str) -> Response:
     except TooManyResources as exc:
         return error_response(413, "too-costly", str(exc))
     except DataMissing as exc:
-        reasons = "; ".join(f"{k}: {v}" for k, v in sorted(exc.missing.items()))
-        log.info("412 for %s: missing %s", service_id, reasons)
-        metrics.observe_missing(service_id, exc.missing)
-        return json_response(missing_data_outcome(exc.missing), 412)
-    decision = decide(
-        s.knowledge,
-        data.resources,
-        hook_request.patient_id,
-        s.clock().date(),
-        s.settings.max_cards,
-        _new_uuid,
-    )
+        return _incomplete_answer(s, service_id, hook_request, exc)
+    decision = _decide(s, hook_request, data.resources)
     note_decision(decision)
     for skipped in decision.findings.skipped:
         log.info("skipped %s: %s", skipped.reference, skipped.reason)

@@ -6,6 +6,8 @@
 //   FHIR_SERVER_HOST       address to listen on (default 127.0.0.1)
 //   FHIR_SERVER_PORT       port (default 0: a free port); a port in use is one line on stderr
 //   FHIR_PAGE_SIZE         search page size when the request names no _count (default 20)
+//   FHIR_SERVER_CORS_ORIGINS  origins a browser page may call from, comma-separated (default `*`:
+//                          any); empty = no CORS headers
 //
 // On start it prints one line, `listening <base URL>`, to stdout. The FHIR base is <origin>/fhir.
 //
@@ -17,7 +19,9 @@
 //   - `POST <type>/_search` with a form body, as the CDS Hooks Sandbox sends;
 //   - search parameters narrowed to each resource type's own expression (see `narrowed`), so
 //     that an in-memory search takes a few milliseconds, as on a real server;
-//   - a test-only log of the requests it received: GET /__admin/requests, DELETE to clear it.
+//   - a test-only log of the requests it received: GET /__admin/requests, DELETE to clear it;
+//   - CORS, so that a browser client (the CDS Hooks Sandbox) can read it: the preflight
+//     `OPTIONS` is answered without a token, and every answer names the allowed origin.
 
 import http from 'node:http';
 import { getStatus, indexSearchParameterBundle, indexStructureDefinitionBundle } from '@medplum/core';
@@ -33,6 +37,33 @@ const BASE_PATH = '/fhir';
 const MAX_BODY_BYTES = 64 * 1024 * 1024;
 const FHIR_JSON = 'application/fhir+json; charset=utf-8';
 const REFERENCE_PARAMS = new Set(['patient']);
+const CORS_ORIGINS = (process.env.FHIR_SERVER_CORS_ORIGINS ?? '*')
+  .split(',')
+  .map((o) => o.trim())
+  .filter(Boolean);
+
+/** The CORS headers for a request from a browser page (none for other clients). */
+function corsHeaders(req) {
+  const origin = req?.headers?.origin;
+  if (!origin || !CORS_ORIGINS.length) return {};
+  if (!CORS_ORIGINS.includes('*') && !CORS_ORIGINS.includes(origin)) return {};
+  return {
+    'Access-Control-Allow-Origin': CORS_ORIGINS.includes('*') ? '*' : origin,
+    'Access-Control-Expose-Headers': 'Location, ETag, Content-Location, WWW-Authenticate',
+    Vary: 'Origin',
+  };
+}
+
+function preflight(req, res) {
+  const headers = corsHeaders(req);
+  if (Object.keys(headers).length) {
+    headers['Access-Control-Allow-Methods'] = 'GET, POST, PUT, DELETE, OPTIONS';
+    headers['Access-Control-Allow-Headers'] = 'Authorization, Content-Type, Accept, Prefer, If-Match';
+    headers['Access-Control-Max-Age'] = '600';
+  }
+  res.writeHead(204, headers);
+  res.end();
+}
 
 /** The top-level branches of a FHIRPath union: `A.x | (B.y as Z) | C.z`. */
 function branches(expression) {
@@ -101,6 +132,7 @@ function send(res, status, body, headers = {}) {
   res.writeHead(status, {
     'Content-Type': FHIR_JSON,
     'Content-Length': Buffer.byteLength(text),
+    ...corsHeaders(res.req),
     ...headers,
   });
   res.end(text);
@@ -234,6 +266,10 @@ async function handle(req, res) {
   const url = new URL(req.url, `http://${req.headers.host || HOST}`);
   if (url.pathname.startsWith('/__admin/')) {
     handleAdmin(req, res, url);
+    return;
+  }
+  if (req.method === 'OPTIONS' && req.headers['access-control-request-method']) {
+    preflight(req, res);
     return;
   }
   const raw = await readBody(req);

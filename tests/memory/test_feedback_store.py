@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from cds_service import Settings, create_app
 from cds_service.core.audit import AuditRecord, CallFacts, audit_record
+from cds_service.core.orders import suggestion_uuid
 from cds_service.db import upgrade
 from cds_service.memory.audit_trail import write_records
 from cds_service.memory.models import Feedback
@@ -56,16 +57,18 @@ def test_what_is_stored(make_app, migrated):
     app = make_app()
     app.before_request(lambda: set_caller(Caller("https://ehr.example", "jti-1", tenant="t1")))
     client = app.test_client()
+    # suggestion uuids as the service derives them for card c-1 (not recorded: no such call)
+    s1, s2 = sorted(suggestion_uuid("c-1", x) for x in ("repeat-potassium", "repeat-calcium"))
     accepted = {
         "card": "c-1",
         "outcome": "accepted",
-        "acceptedSuggestions": [{"id": "s-2"}, {"id": "s-1"}],
+        "acceptedSuggestions": [{"id": s2}, {"id": s1}],
         "outcomeTimestamp": "2026-11-25T12:00:00.25Z",
     }
     commented = item("c-2", overrideReason={"userComment": "seen by neurosurgery"})
     assert post(client, [accepted, commented]).status_code == 200
     rows = {r.card_uuid: r for r in migrated.rows(select(Feedback))}
-    assert rows["c-1"].accepted_suggestions == ["s-1", "s-2"]
+    assert rows["c-1"].accepted_suggestions == [s1, s2]
     assert rows["c-1"].override_code is None
     assert rows["c-2"].user_comment == "seen by neurosurgery"
     assert {(r.client_issuer, r.client_tenant, r.client_jti) for r in rows.values()} == {

@@ -20,8 +20,15 @@ from cds_service.db import (
 )
 from cds_service.memory import models  # noqa: F401  (registers the memory's tables)
 
-HEAD = "0002_audit_feedback"
-MEMORY_TABLES = {"service_calls", "issued_cards", "fired_rules", "evidence_refs", "feedback"}
+HEAD = "0003_issued_suggestions"
+MEMORY_TABLES = {
+    "service_calls",
+    "issued_cards",
+    "fired_rules",
+    "evidence_refs",
+    "feedback",
+    "issued_suggestions",
+}
 
 
 def tables(url: str) -> set[str]:
@@ -88,3 +95,14 @@ def test_the_models_match_the_migrations(database):
     finally:
         engine.dispose()
     assert differences == []
+
+
+def test_0003_adds_the_issued_suggestions_and_goes_back_to_0002(database):
+    upgrade(database.url, "0002_audit_feedback")
+    assert "issued_suggestions" not in tables(database.url)
+    assert "issued_cards" in tables(database.url)
+    upgrade(database.url)
+    assert "issued_suggestions" in tables(database.url)
+    downgrade(database.url, "0002_audit_feedback")
+    assert "issued_suggestions" not in tables(database.url)
+    assert {"issued_cards", "feedback"} <= tables(database.url)

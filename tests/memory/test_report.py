@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from conftest import flush
 
 from cds_service.cli import main
+from cds_service.core.orders import suggestion_uuid
 from cds_service.db import upgrade
 from cds_service.memory.report import (
     DAY_MS,
@@ -50,7 +51,7 @@ def accepted(card: str, at: str) -> dict:
     return {
         "card": card,
         "outcome": "accepted",
-        "acceptedSuggestions": [{"id": "s-1"}],
+        "acceptedSuggestions": [{"id": suggestion_uuid(card, "emergency-department-referral")}],
         "outcomeTimestamp": at,
     }
 
@@ -92,9 +93,13 @@ def test_the_json_report(seeded):
         "weekly",
         "services",
         "calls_per_day",
+        "acceptances",
     }
     assert data["period"] == {"since": None, "until": None}
     assert data["min_cards_to_judge"] == 20
+    referral = {"suggestion": "emergency-department-referral", "issued": 3, "accepted": 1}
+    assert referral in data["acceptances"]["suggestions"]
+    assert data["acceptances"]["rules"] == [{"rule": "new-bladder-or-bowel-loss", "accepted": 1}]
     (rule,) = data["rules"]
     assert rule == {
         "rule": RULE,
@@ -108,7 +113,7 @@ def test_the_json_report(seeded):
         "acceptance_rate": pytest.approx(1 / 3, abs=1e-4),
         "override_rate": pytest.approx(1 / 3, abs=1e-4),
         "judged": False,  # 3 cards: too few to judge
-        "accepted_suggestions": [{"id": "s-1", "count": 1}],
+        "accepted_suggestions": [{"id": "emergency-department-referral", "count": 1}],
         "override_reasons": [
             {
                 "reason": "Already evaluated or referred for this",  # from the knowledge
@@ -181,7 +186,7 @@ def test_the_table_report_fits_80_columns(seeded):
     assert "too few" in out and "fewer than 20" in out
     assert "CRITICAL cards" in out
     assert "Already evaluated or referred for this (1)" in out
-    assert "accepted suggestion s-1 (1)" in out
+    assert "accepted suggestion emergency-department-referral (1)" in out
     assert "back-spasm-patient-view" in out
     widest = max(len(line) for line in out.splitlines())
     assert widest <= 80, widest
