@@ -12,7 +12,18 @@ import yaml
 from .core.knowledge import KnowledgeBase, KnowledgeError, compile_knowledge
 
 EXPANSIONS_FILE = "expansions.json"
-_SINGLE_FILES = ("sources", "policy", "labs", "themes", "services", "criteria", "orders", "about")
+_SINGLE_FILES = (
+    "sources",
+    "policy",
+    "labs",
+    "themes",
+    "services",
+    "criteria",
+    "orders",
+    "about",
+    "hooks",
+    "order-advice",
+)
 _SCHEMAS = (
     "sources",
     "policy",
@@ -22,6 +33,8 @@ _SCHEMAS = (
     "criteria",
     "orders",
     "about",
+    "hooks",
+    "order-advice",
     "valueset",
     "rule",
 )

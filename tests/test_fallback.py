@@ -492,7 +492,7 @@ def gather(kb, fhir_client, body: dict, policy: AccessPolicy, **options: Any) ->
         max_pages=options.get("max_pages", 10),
         today=TODAY,
     )
-    request = parse_envelope(body, "patient-view")
+    request = parse_envelope(body, kb.hooks["patient-view"])
     return gather_patient_data(kb, request, max_resources=20_000, fhir=access)
 
 
