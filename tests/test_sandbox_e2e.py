@@ -3,7 +3,7 @@ sends `accepted` feedback, and the report counts it.
 
 Runs the Sandbox build in `../shared/tools/cds-hooks-sandbox/build` in headless Chromium
 (npm `playwright-core`, installed from `tests/sandbox/package-lock.json`; Debian `chromium`,
-installed with apt-get when missing and possible) against the service on gunicorn with JWTs
+installed with apt-get when missing and possible) against `cds-service serve` (granian) with JWTs
 required (the Sandbox's own ES384 key, trusted as the README shows) and the Node FHIR server.
 Select it with `-m sandbox`; it skips, saying why, when something it needs cannot be had.
 """
@@ -105,7 +105,7 @@ def sandbox_site(prerequisites) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def service(sandbox_site, tmp_path_factory) -> Iterator[tuple[str, dict[str, str]]]:
-    """The service on gunicorn, trusting the Sandbox's published key, allowing its origin."""
+    """`cds-service serve`, trusting the Sandbox's published key, allowing its origin."""
     folder = tmp_path_factory.mktemp("sandbox-e2e")
     trusted = folder / "trusted-clients.yaml"
     client = {

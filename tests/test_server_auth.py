@@ -3,7 +3,7 @@
 Real JWTs over real sockets; replay refused across two workers sharing one SQLite
 file, and across two separate `serve` processes on one database (SQLite, and PostgreSQL in a
 scratch database); CORS preflight from a browser origin; the header limits of the application
-and of gunicorn.
+and of the server.
 """
 
 from __future__ import annotations

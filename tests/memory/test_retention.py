@@ -14,12 +14,20 @@ from conftest import TEST_AUDIT_KEY, flush, service_state
 
 from cds_service import Settings, create_app
 from cds_service.cli import main
-from cds_service.memory.models import EvidenceRef, Feedback, FiredRule, IssuedCard, ServiceCall
+from cds_service.memory.models import (
+    EvidenceRef,
+    Feedback,
+    FiredRule,
+    IssuedCard,
+    IssuedSuggestion,
+    ServiceCall,
+)
 from cds_service.memory.retention import purge
 
 TABLES = {
     "service_calls": ServiceCall,
     "issued_cards": IssuedCard,
+    "issued_suggestions": IssuedSuggestion,
     "fired_rules": FiredRule,
     "evidence_refs": EvidenceRef,
     "feedback": Feedback,
@@ -78,6 +86,7 @@ def test_purge_removes_what_is_older_in_bounded_batches(old_and_new):
     assert purged.rows["service_calls"] == 5  # 4 with a card, and the 412
     assert purged.rows["feedback"] == 4
     assert purged.rows["issued_cards"] == 4
+    assert purged.rows["issued_suggestions"] >= 4  # each emergency card carries suggestions
     assert purged.rows["fired_rules"] >= 4 and purged.rows["evidence_refs"] >= 4
     assert purged.batches == 3 + 2  # calls: 2 + 2 + 1; feedback: 2 + 2
     assert len(batches) == purged.batches
