@@ -72,6 +72,16 @@ def read_documents(directory: Path) -> dict[str, Any]:
     return docs
 
 
+def hook_names(directory: Path) -> tuple[str, ...]:
+    """The hooks of the registry (hooks.yaml), read alone; none when it cannot be read."""
+    try:
+        doc = _read_yaml(directory / "hooks.yaml")
+    except KnowledgeError:
+        return ()
+    hooks = doc.get("hooks") if isinstance(doc, dict) else None
+    return tuple(hooks) if isinstance(hooks, dict) else ()
+
+
 def load_knowledge(directory: Path) -> KnowledgeBase:
     """Read, validate and compile the knowledge folder."""
     return compile_knowledge(read_documents(directory))
