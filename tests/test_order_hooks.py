@@ -95,9 +95,7 @@ def test_routine_imaging_despite_red_flags_is_one_critical_card_with_a_stat_upda
 
 
 @pytest.mark.parametrize(("hook", "service"), HOOKS)
-def test_a_muscle_relaxant_despite_red_flags_carries_the_emergency_suggestions(
-    call, hook, service
-):
+def test_a_muscle_relaxant_despite_red_flags_carries_the_emergency_suggestions(call, hook, service):
     drafts = [medicine(), physio()]
     cards = cards_of(call(order_body(hook, RED_FLAGS, drafts), service=service))
     assert [c["indicator"] for c in cards] == ["critical"]
