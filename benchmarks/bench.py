@@ -70,7 +70,7 @@ def pipeline(kb, settings: Settings, today: dt.date) -> Callable[[bytes], bytes]
     """Request JSON in, response JSON out: what the service route does, without HTTP."""
 
     def run(body: bytes) -> bytes:
-        request = parse_envelope(json.loads(body), "patient-view")
+        request = parse_envelope(json.loads(body), kb.hooks["patient-view"])
         data = gather_patient_data(kb, request, max_resources=settings.max_resources)
         decision = decide(
             kb,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -117,13 +117,28 @@ def knowledge_expand(directory: str | None) -> None:
     click.echo(f"wrote {path}")
 
 
-#: The hooks this service answers, as a command option.
-hook_option = click.option(
-    "--hook",
-    type=click.Choice(["patient-view", "encounter-start"]),
-    default="patient-view",
-    show_default=True,
-)
+class RegistryHooks(click.Choice):
+    """The hooks of the knowledge's registry (hooks.yaml), read when the option is used."""
+
+    def __init__(self) -> None:
+        super().__init__(())
+
+    @property  # type: ignore[override]
+    def choices(self) -> tuple[str, ...]:
+        from .knowledge_files import hook_names
+
+        return hook_names(Settings().knowledge_dir)
+
+    @choices.setter
+    def choices(self, _value: object) -> None:
+        """Set by click.Choice's constructor; the registry is the one list."""
+
+
+def hook_option(default: str | None = "patient-view", help: str | None = None) -> Any:
+    """The hooks this service answers (the registry's), as a command option."""
+    return click.option(
+        "--hook", type=RegistryHooks(), default=default, show_default=True, help=help
+    )
 
 
 @main.group("samples")
@@ -145,14 +160,14 @@ def samples_list() -> None:
 
 @samples.command("request")
 @click.argument("chart_name")
-@hook_option
+@hook_option(None, help="The hook to call (default: the chart's own).")
 @click.option(
     "--today",
     type=click.DateTime(formats=["%Y-%m-%d"]),
     default=None,
     help="Date the chart is rolled to (default: today).",
 )
-def samples_request(chart_name: str, hook: str, today: object) -> None:
+def samples_request(chart_name: str, hook: str | None, today: object) -> None:
     """Print a CDS Hooks request for a sample chart, prefetch filled, dates rolled to today."""
     import datetime as dt
     import json
@@ -249,7 +264,15 @@ def service_base(url: str) -> str:
     "--fhir-server", "fhir_server", required=True, callback=_http_url, help="FHIR R4 base URL."
 )
 @click.option("--patient", "patient_id", required=True, help="The patient's FHIR id.")
-@hook_option
+@hook_option()
+@click.option(
+    "--draft-orders",
+    "draft_orders",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Draft orders for an order hook: a JSON Bundle or one resource "
+    "(order-select selects them all).",
+)
 @click.option(
     "--service",
     "service_url",
@@ -272,10 +295,20 @@ def try_command(
     token: str | None,
     no_prefetch: bool,
     encounter_id: str | None,
+    draft_orders: Path | None,
 ) -> None:
     """Act as an EHR: call the service for one patient of a FHIR server and show the cards."""
+    from .knowledge_files import load_knowledge
+    from .samples import DraftOrdersError, read_draft_orders
     from .tester import RemoteService, Service, TesterError, render_cards, try_service
 
+    hooks = load_knowledge(Settings().knowledge_dir).hooks
+    if draft_orders is not None and "bundle" not in hooks[hook].data.values():
+        _fail(f"--draft-orders: the {hook} hook carries no draft orders")
+    try:
+        drafts = read_draft_orders(draft_orders) if draft_orders is not None else []
+    except DraftOrdersError as exc:
+        _fail(f"--draft-orders: {exc}")
     try:
         service: Service = (
             RemoteService(service_base(service_url))
@@ -286,10 +319,11 @@ def try_command(
             service,
             fhir_server,
             patient_id,
-            hook=hook,
+            hook=hooks[hook],
             token=token,
             prefetch=not no_prefetch,
             encounter_id=encounter_id,
+            drafts=drafts,
         )
     except TesterError as exc:
         _fail(str(exc))

@@ -103,9 +103,12 @@ def gather_patient_data(
     *,
     max_resources: int,
     fhir: FhirAccess | None = None,
+    keys: tuple[str, ...] | None = None,
 ) -> PatientData:
-    """The patient's resources, or `DataMissing` when a required key cannot be satisfied."""
-    keys = read_prefetch(kb, request.prefetch)
+    """The patient's resources, or `DataMissing` when a required key cannot be satisfied.
+    `keys`: the service's prefetch keys (default: every key of the knowledge)."""
+    read = read_prefetch(kb, request.prefetch)
+    keys = read if keys is None else {k: d for k, d in read.items() if k in keys}
     wanted = {key: data for key, data in keys.items() if _needs_server(data)}
     fetched = _from_server(kb, request, wanted, fhir) if wanted else {}
     keys |= fetched

@@ -12,7 +12,18 @@ import yaml
 from .core.knowledge import KnowledgeBase, KnowledgeError, compile_knowledge
 
 EXPANSIONS_FILE = "expansions.json"
-_SINGLE_FILES = ("sources", "policy", "labs", "themes", "services", "criteria", "orders", "about")
+_SINGLE_FILES = (
+    "sources",
+    "policy",
+    "labs",
+    "themes",
+    "services",
+    "criteria",
+    "orders",
+    "about",
+    "hooks",
+    "order-advice",
+)
 _SCHEMAS = (
     "sources",
     "policy",
@@ -22,6 +33,8 @@ _SCHEMAS = (
     "criteria",
     "orders",
     "about",
+    "hooks",
+    "order-advice",
     "valueset",
     "rule",
 )
@@ -57,6 +70,16 @@ def read_documents(directory: Path) -> dict[str, Any]:
         raise KnowledgeError([f"sources.yaml: article text {article_path.name} not found"])
     docs["article_text"] = article_path.read_text("utf-8")
     return docs
+
+
+def hook_names(directory: Path) -> tuple[str, ...]:
+    """The hooks of the registry (hooks.yaml), read alone; none when it cannot be read."""
+    try:
+        doc = _read_yaml(directory / "hooks.yaml")
+    except KnowledgeError:
+        return ()
+    hooks = doc.get("hooks") if isinstance(doc, dict) else None
+    return tuple(hooks) if isinstance(hooks, dict) else ()
 
 
 def load_knowledge(directory: Path) -> KnowledgeBase:

@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from .core.envelope import HookDef
 from .core.knowledge import KnowledgeBase
 from .local_search import prefetch_for
 from .settings import PROJECT_ROOT
@@ -56,6 +57,10 @@ class Chart:
     clinician_expects: str
     indicators: tuple[str, ...]
     rules: tuple[str, ...]
+    #: the hook the chart is played on (default patient-view)
+    hook: str = "patient-view"
+    #: a file of draft orders (a Bundle or one resource) for an order hook
+    draft_orders: str | None = None
 
 
 def load_index(directory: Path = CHARTS_DIR) -> tuple[dt.date, list[Chart]]:
@@ -72,6 +77,8 @@ def load_index(directory: Path = CHARTS_DIR) -> tuple[dt.date, list[Chart]]:
             clinician_expects=" ".join(entry["clinician_expects"].split()),
             indicators=tuple(entry["expected"]["indicators"]),
             rules=tuple(entry["expected"]["rules"]),
+            hook=entry.get("hook", "patient-view"),
+            draft_orders=entry.get("draft_orders"),
         )
         for entry in index["charts"]
     ]
@@ -115,22 +122,81 @@ def bundle_resources(bundle: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [e["resource"] for e in bundle.get("entry", []) if isinstance(e.get("resource"), dict)]
 
 
+class DraftOrdersError(ValueError):
+    """A draft-orders file that is neither a Bundle nor a single FHIR resource."""
+
+
+def read_draft_orders(path: Path) -> list[dict[str, Any]]:
+    """The draft orders of a JSON file: a Bundle's resources, or one resource."""
+    try:
+        document = json.loads(path.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise DraftOrdersError(f"{path}: not a readable JSON file ({type(exc).__name__})") from None
+    if not isinstance(document, dict) or not isinstance(document.get("resourceType"), str):
+        raise DraftOrdersError(f"{path}: neither a Bundle nor a FHIR resource")
+    if document["resourceType"] == "Bundle":
+        return bundle_resources(document)
+    return [document]
+
+
+def _with_ids(drafts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The drafts, each with an id (an EHR gives its drafts ids, so selections can name them)."""
+    return [d if d.get("id") else {**d, "id": str(uuid.uuid4())} for d in drafts]
+
+
+def hook_context(
+    hook: HookDef,
+    patient_id: str,
+    user_id: str,
+    *,
+    encounter_id: str | None = None,
+    drafts: list[dict[str, Any]] = (),  # type: ignore[assignment]
+) -> dict[str, Any]:
+    """A hook's context as the registry defines it: the encounter when the hook needs one or one
+    is given; its data fields filled from `drafts` (a Bundle of them, and every one selected)."""
+    context: dict[str, Any] = {"userId": user_id, "patientId": patient_id}
+    wants_encounter = hook.context.get("encounterId")
+    if encounter_id or (wants_encounter is not None and wants_encounter.required):
+        context["encounterId"] = encounter_id or f"{patient_id}-encounter"
+    orders = _with_ids(list(drafts))
+    for name, shape in hook.data.items():
+        if shape == "bundle":
+            entries = [{"resource": r} for r in orders]
+            context[name] = {"resourceType": "Bundle", "type": "collection", "entry": entries}
+        elif shape == "references":
+            context[name] = [f"{r['resourceType']}/{r['id']}" for r in orders]
+    return context
+
+
+def chart_drafts(
+    chart: Chart, today: dt.date, directory: Path = CHARTS_DIR
+) -> list[dict[str, Any]]:
+    """The chart's draft orders (none when it has no file), dates rolled to `today`."""
+    if not chart.draft_orders:
+        return []
+    anchor, _ = load_index(directory)
+    drafts = read_draft_orders(directory / chart.draft_orders)
+    return shift_dates(drafts, (today - anchor).days)
+
+
 def sample_request(
     kb: KnowledgeBase,
     chart: Chart,
     today: dt.date,
     *,
-    hook: str = "patient-view",
+    hook: str | None = None,
     directory: Path = CHARTS_DIR,
 ) -> dict[str, Any]:
-    """A CDS Hooks request for a chart, its prefetch filled as an EHR would fill it."""
+    """A CDS Hooks request for a chart (on its own hook unless told), its prefetch filled as an
+    EHR would fill it, and its draft orders in the context of an order hook."""
+    hook = hook or chart.hook
     resources = bundle_resources(load_chart(chart, today, directory))
-    context: dict[str, Any] = {
-        "userId": "Practitioner/sample-clinician",
-        "patientId": chart.patient_id,
-    }
-    if hook == "encounter-start":
-        context["encounterId"] = f"{chart.patient_id}-encounter"
+    context = hook_context(
+        kb.hooks[hook],
+        chart.patient_id,
+        "Practitioner/sample-clinician",
+        drafts=chart_drafts(chart, today, directory),
+    )
     return {
         "hook": hook,
         "hookInstance": str(uuid.uuid4()),  # a fresh hook instance, as an EHR sends

@@ -1,7 +1,7 @@
 """Tools for testers: load the sample patients into a FHIR server, and play an EHR.
 
 `cds-service samples load` posts each sample chart, dated today, to a FHIR R4 server as a
-transaction. `cds-service try` does what an EHR does on `patient-view` or `encounter-start`: it
+transaction. `cds-service try` does what an EHR does on a hook of the registry (hooks.yaml): it
 reads the service's discovery document, fills the prefetch templates from the FHIR server (or
 sends none, so that the service fetches what it needs), calls the service, and shows the cards.
 """
@@ -21,8 +21,9 @@ from urllib.parse import quote
 import click
 import requests
 
+from .core.envelope import HookDef
 from .core.prefetch import render_query
-from .samples import Chart, bundle_resources, load_chart, load_index
+from .samples import Chart, bundle_resources, hook_context, load_chart, load_index
 
 FHIR_JSON = "application/fhir+json"
 TIMEOUT = (5.0, 60.0)  # (connect, read) seconds: a transaction of a chart, or a service call
@@ -237,19 +238,21 @@ def try_service(
     fhir_base: str,
     patient_id: str,
     *,
-    hook: str = "patient-view",
+    hook: HookDef,
     token: str | None = None,
     prefetch: bool = True,
     encounter_id: str | None = None,
+    drafts: Sequence[dict[str, Any]] = (),
 ) -> TryCall:
-    """Call the service as an EHR would for one patient; its cards, or `TesterError`."""
+    """Call the service as an EHR would for one patient, on a hook of the registry (with its
+    draft orders on an order hook); its cards, or `TesterError`."""
     check_patient(fhir_base, patient_id, token)
-    entry = find_service(service, hook)
-    context: dict[str, Any] = {"userId": USER_ID, "patientId": patient_id}
-    if hook == "encounter-start" or encounter_id:
-        context["encounterId"] = encounter_id or f"{patient_id}-encounter"
+    entry = find_service(service, hook.id)
+    context = hook_context(
+        hook, patient_id, USER_ID, encounter_id=encounter_id, drafts=list(drafts)
+    )
     body: dict[str, Any] = {
-        "hook": hook,
+        "hook": hook.id,
         "hookInstance": str(uuid.uuid4()),
         "fhirServer": fhir_base,
         "context": context,

@@ -24,9 +24,19 @@ from instances import migrated_instance
 
 from cds_service import Settings, create_app
 from cds_service.core.knowledge import KnowledgeBase
-from cds_service.core.pipeline import Decision, decide
+from cds_service.core.order_advice import draft_orders
+from cds_service.core.pipeline import Decision, decide, decide_orders
 from cds_service.local_search import prefetch_for
-from cds_service.samples import CHARTS_DIR, Chart, bundle_resources, load_chart, load_index
+from cds_service.samples import (
+    CHARTS_DIR,
+    Chart,
+    bundle_resources,
+    chart_drafts,
+    hook_context,
+    load_chart,
+    load_index,
+    read_draft_orders,
+)
 
 ANCHOR, CHARTS = load_index()
 ROLL = dt.timedelta(days=30)
@@ -36,6 +46,22 @@ DATE = re.compile(r"\b\d{4}-\d{2}-\d{2}\b")
 
 #: Charts whose bundle deliberately holds another patient's resources.
 OTHER_PATIENT_CHARTS = frozenset({"other-patients-red-flag", "fever-other-patients-prednisone"})
+
+#: The service each hook's charts are played on.
+SERVICE_OF_HOOK = {
+    "patient-view": PATIENT_VIEW,
+    "order-select": "back-spasm-order-select",
+    "order-sign": "back-spasm-order-sign",
+}
+
+#: Order charts: the action types of each card's suggestions (chart -> one list per card).
+ORDER_ACTIONS: dict[str, list[list[str]]] = {
+    "order-relaxant-physio-new-incontinence": [["create"]],
+    "order-routine-mri-with-red-flags": [["update"]],
+    "order-early-mri-two-weeks-spasm": [["delete"]],
+    "order-mri-back-spasm-seven-weeks": [],
+    "order-unrelated-with-red-flags": [],
+}
 
 #: Charts where the service does not give what a careful clinician expects (chart -> why).
 KNOWN_DISAGREEMENTS: dict[str, str] = {}
@@ -96,6 +122,12 @@ MENTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "bilateral-sciatica-with-new-urinary-retention": (("R33.9", "M54.31", "M54.32"), ()),
     "fever-other-patients-prednisone": ((), ("312617", "bs-gf-other-neighbour", "critical")),
     "every-guideline-flag": (("Z85.46", "F11.20", "M21.371", "R33.9", "8310-5", "R63.4"), ()),
+    "order-relaxant-physio-new-incontinence": (
+        ("R32", "Cyclobenzaprine 10 mg tablet", "Physiotherapy referral", "cauda equina"),
+        (),
+    ),
+    "order-routine-mri-with-red-flags": (("R33.9", "MRI lumbar spine without contrast"), ()),
+    "order-early-mri-two-weeks-spasm": (("ACP", "six weeks"), ("critical",)),
     "old-incontinence-re-coded-today": (
         (
             "Also on record, not new",
@@ -118,11 +150,17 @@ def _chart_params(*, mark_disagreements: bool) -> list[Any]:
 
 
 def _request(kb: KnowledgeBase, chart: Chart, today: dt.date) -> tuple[list[Any], dict[str, Any]]:
-    """The chart's resources on `today`, and the patient-view request an EHR would send."""
+    """The chart's resources on `today`, and the request an EHR would send on the chart's hook
+    (its draft orders in the context of an order hook)."""
     resources = bundle_resources(load_chart(chart, today))
-    context = {"userId": "Practitioner/dr-1", "patientId": chart.patient_id}
+    context = hook_context(
+        kb.hooks[chart.hook],
+        chart.patient_id,
+        "Practitioner/dr-1",
+        drafts=chart_drafts(chart, today),
+    )
     body = {
-        "hook": "patient-view",
+        "hook": chart.hook,
         "hookInstance": str(uuid.uuid4()),
         "context": context,
         "prefetch": prefetch_for(kb, resources, context, today),
@@ -131,7 +169,8 @@ def _request(kb: KnowledgeBase, chart: Chart, today: dt.date) -> tuple[list[Any]
 
 
 def _cards(client: Any, body: Mapping[str, Any]) -> list[dict[str, Any]]:
-    response = client.post(f"/cds-services/{PATIENT_VIEW}", json=body)
+    service = SERVICE_OF_HOOK[body["hook"]]
+    response = client.post(f"/cds-services/{service}", json=body)
     assert response.status_code == 200, response.get_data(as_text=True)
     return response.get_json()["cards"]
 
@@ -139,7 +178,13 @@ def _cards(client: Any, body: Mapping[str, Any]) -> list[dict[str, Any]]:
 def _decide(
     kb: KnowledgeBase, resources: list[Any], chart: Chart, today: dt.date, max_cards: int
 ) -> Decision:
-    return decide(kb, resources, chart.patient_id, today, max_cards, lambda: str(uuid.uuid4()))
+    new_uuid = lambda: str(uuid.uuid4())  # noqa: E731
+    if chart.draft_orders:
+        hook = kb.hooks[chart.hook]
+        context = hook_context(hook, chart.patient_id, "u", drafts=chart_drafts(chart, today))
+        orders = draft_orders(kb, context, hook.data)
+        return decide_orders(kb, resources, orders, chart.patient_id, today, new_uuid)
+    return decide(kb, resources, chart.patient_id, today, max_cards, new_uuid)
 
 
 def _blank_values(node: Any, where: str = "card") -> Iterator[str]:
@@ -336,3 +381,45 @@ def test_chart_file_is_a_valid_fhir_transaction(chart, kb):
         assert others <= patients, "and that other patient is in the bundle"
     else:
         assert not others, f"every resource's subject is Patient/{chart.patient_id}"
+
+
+# ---- Order charts ----------------------------------------------------------------------------
+
+ORDER_CHARTS = [c for c in CHARTS if c.draft_orders]
+
+
+def test_every_order_chart_is_listed_with_its_actions():
+    assert {c.name for c in ORDER_CHARTS} == set(ORDER_ACTIONS)
+
+
+@pytest.mark.parametrize("chart", ORDER_CHARTS, ids=lambda c: c.name)
+def test_order_chart_draft_orders_are_valid_fhir_of_the_patient(chart):
+    drafts = read_draft_orders(CHARTS_DIR / chart.draft_orders)
+    assert drafts, chart.draft_orders
+    for resource in drafts:
+        get_fhir_model_class(resource["resourceType"]).model_validate(resource)
+        assert resource["status"] == "draft"
+        assert resource["subject"]["reference"] == f"Patient/{chart.patient_id}"
+        assert resource["id"].startswith(f"{chart.patient_id}-draft-")
+
+
+@pytest.mark.parametrize("chart", ORDER_CHARTS, ids=lambda c: c.name)
+def test_order_chart_suggestions_act_on_its_draft_orders(chart, kb, client):
+    _, body = _request(kb, chart, TODAY)
+    cards = _cards(client, body)
+    actions = [[a["type"] for s in c.get("suggestions", []) for a in s["actions"]] for c in cards]
+    expected = ORDER_ACTIONS[chart.name]
+    assert [sorted(set(a)) for a in actions] == expected
+    drafts = {f"{r['resourceType']}/{r['id']}": r for r in chart_drafts(chart, TODAY)}
+    for card in cards:
+        for draft in drafts.values():
+            assert draft["id"] in card["detail"], "the card names each order it concerns"
+        for suggestion in card.get("suggestions", []):
+            for action in suggestion["actions"]:
+                if action["type"] == "update":
+                    resource = action["resource"]
+                    assert f"{resource['resourceType']}/{resource['id']}" in drafts
+                    assert resource["priority"] == "stat"
+                    assert resource["code"] == drafts[f"ServiceRequest/{resource['id']}"]["code"]
+                if action["type"] == "delete":
+                    assert set(action["resourceId"]) <= set(drafts)

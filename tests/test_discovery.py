@@ -17,7 +17,7 @@ def services(client) -> list[dict]:
 
 def test_a_service_for_patient_view_and_one_for_encounter_start(client):
     hooks = {s["hook"]: s for s in services(client)}
-    assert set(hooks) == {"patient-view", "encounter-start"}
+    assert set(hooks) == {"patient-view", "encounter-start", "order-select", "order-sign"}
     for service in hooks.values():
         assert service["id"] and service["title"] and service["description"]
         assert set(service["prefetch"]) == {

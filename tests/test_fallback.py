@@ -492,7 +492,7 @@ def gather(kb, fhir_client, body: dict, policy: AccessPolicy, **options: Any) ->
         max_pages=options.get("max_pages", 10),
         today=TODAY,
     )
-    request = parse_envelope(body, "patient-view")
+    request = parse_envelope(body, kb.hooks["patient-view"])
     return gather_patient_data(kb, request, max_resources=20_000, fhir=access)
 
 
@@ -583,9 +583,10 @@ def loaded_charts(fhir_server):
 
 
 def chart_ids() -> list[str]:
+    """The charts played on patient-view (the order charts' cards are the order hook's)."""
     from cds_service.samples import load_index
 
-    return [c.name for c in load_index()[1]]
+    return [c.name for c in load_index()[1] if c.hook == "patient-view"]
 
 
 @pytest.mark.parametrize("name", chart_ids())
@@ -610,9 +611,10 @@ def test_every_chart_gives_the_same_cards_from_prefetch_fallback_and_a_mix(
 
 def test_the_charts_are_not_all_quiet(loaded_charts):
     """The comparison above means something only if charts give cards of every kind."""
-    kinds = {i for c in loaded_charts for i in c.indicators}
+    played = [c for c in loaded_charts if c.name in chart_ids()]
+    kinds = {i for c in played for i in c.indicators}
     assert kinds == {"critical", "warning", "info"}
-    assert any(not c.indicators for c in loaded_charts)
+    assert any(not c.indicators for c in played)
 
 
 def test_dates_roll_with_the_clock(tmp_path, kb, fhir_server):

@@ -6,6 +6,7 @@ Each command is run as a real process, as a person runs it in a terminal.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -13,9 +14,11 @@ from pathlib import Path
 
 import click
 import pytest
+from click.testing import CliRunner
 from fhir_servers import NodeFhirServer
 from served import CDS, free_port, serve, upgrade_database
 
+from cds_service.cli import main
 from cds_service.samples import load_index
 from cds_service.tester import TryCall, render_cards
 
@@ -222,3 +225,104 @@ def test_cards_are_coloured_by_indicator_and_bold_is_bold():
     assert "**" not in plain and "---" not in plain
     assert "Source: Back Spasm (reviewed 2018-11-19)" in plain
     assert plain.startswith("svc: 1 card for patient p-1 (prefetch sent: conditions)")
+
+
+# ---- order hooks: draft orders from a file ------------------------------------------------------
+
+RELAXANT = {
+    "resourceType": "MedicationRequest",
+    "id": "draft-cyclobenzaprine",
+    "status": "draft",
+    "intent": "order",
+    "medicationCodeableConcept": {
+        "coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "828348"}],
+        "text": "Cyclobenzaprine 10 mg tablet",
+    },
+    "subject": {"reference": f"Patient/{CRITICAL.patient_id}"},
+}
+
+
+@pytest.mark.parametrize(
+    ("hook", "document"),
+    [
+        ("order-sign", RELAXANT),  # a single resource
+        ("order-select", {"resourceType": "Bundle", "entry": [{"resource": RELAXANT}]}),
+    ],
+)
+def test_try_an_order_hook_with_draft_orders_from_a_file(loaded, tmp_path, hook, document):
+    drafts = tmp_path / "drafts.json"
+    drafts.write_text(json.dumps(document))
+    result = cds(
+        "try",
+        "--fhir-server",
+        loaded.base,
+        "--patient",
+        CRITICAL.patient_id,
+        "--token",
+        loaded.token,
+        "--hook",
+        hook,
+        "--draft-orders",
+        str(drafts),
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert out.startswith(f"back-spasm-{hook}: 1 card for patient {CRITICAL.patient_id}"), out
+    assert " CRITICAL  Emergency red flags: evaluate now before" in out
+    assert "Cyclobenzaprine 10 mg tablet" in out
+
+
+def test_try_an_order_hook_without_draft_orders_is_quiet(loaded):
+    result = cds(
+        "try",
+        "--fhir-server",
+        loaded.base,
+        "--patient",
+        CRITICAL.patient_id,
+        "--token",
+        loaded.token,
+        "--hook",
+        "order-sign",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "back-spasm-order-sign: 0 cards" in result.stdout
+
+
+def test_draft_orders_that_are_not_fhir_are_one_line(tmp_path):
+    drafts = tmp_path / "drafts.json"
+    drafts.write_text("[1, 2]")
+    result = cds(
+        "try",
+        "--fhir-server",
+        "http://127.0.0.1:1/fhir",
+        "--patient",
+        "p",
+        "--hook",
+        "order-sign",
+        "--draft-orders",
+        str(drafts),
+    )
+    assert "neither a Bundle nor a FHIR resource" in one_line_error(result)
+
+
+def test_draft_orders_on_a_hook_without_them_are_one_line(tmp_path):
+    drafts = tmp_path / "drafts.json"
+    drafts.write_text(json.dumps(RELAXANT))
+    result = cds(
+        "try",
+        "--fhir-server",
+        "http://127.0.0.1:1/fhir",
+        "--patient",
+        "p",
+        "--draft-orders",
+        str(drafts),
+    )
+    assert "the patient-view hook carries no draft orders" in one_line_error(result)
+
+
+def test_the_hook_choices_are_the_registrys():
+    result = CliRunner().invoke(main, ["try", "--help"])
+    assert result.exit_code == 0
+    assert "[patient-view|encounter-start|order-select|order-sign]" in result.output
+    refused = CliRunner().invoke(main, ["samples", "request", "x", "--hook", "order-nothing"])
+    assert refused.exit_code == 2 and "order-nothing" in refused.output

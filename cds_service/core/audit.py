@@ -18,6 +18,7 @@ from typing import Any
 from .cards import card_matches, card_suggestions, card_themes
 from .findings import Finding
 from .knowledge import KnowledgeBase
+from .order_advice import OrderCard
 from .orders import suggestion_uuid
 from .rules import Evaluation, Evidence
 
@@ -185,11 +186,14 @@ def audit_record(
     kb: KnowledgeBase | None = None,
     evaluation: Evaluation | None = None,
     cards: Sequence[Mapping[str, Any]] = (),
+    order_cards: Sequence[OrderCard] | None = None,
 ) -> AuditRecord:
     """The rows for a call; a call that reached no decision (4xx, 412) has the call row only."""
     call = call_row(facts)
     if kb is None or evaluation is None:
         return AuditRecord(call)
+    if order_cards is not None:
+        return _order_record(facts.call_id, call, order_cards)
     themes = card_themes(kb, evaluation, len(cards))
     card_of = {theme: card["uuid"] for theme, card in zip(themes, cards, strict=True)}
     first_card = cards[0]["uuid"] if cards else None
@@ -200,3 +204,38 @@ def audit_record(
         evidence_rows(facts.call_id, evaluation, card_of, first_card),
         suggestion_rows(kb, evaluation, cards),
     )
+
+
+def _order_record(call_id: str, call: Row, order_cards: Sequence[OrderCard]) -> AuditRecord:
+    """The rows of an order-hook call: each card under its order rule's id (as its theme), the
+    rule, the red-flag evidence it lists, and its suggestions."""
+    cards, rules, evidence, suggestions = [], [], [], []
+    for position, oc in enumerate(order_cards):
+        uuid = oc.card["uuid"]
+        cards.append(
+            {
+                "uuid": uuid,
+                "call_id": call_id,
+                "position": position,
+                "theme": oc.rule.id,
+                "indicator": oc.card["indicator"],
+            }
+        )
+        rules.append(
+            {"call_id": call_id, "rule_id": oc.rule.id, "theme": oc.rule.id, "card_uuid": uuid}
+        )
+        evidence += [
+            {
+                "call_id": call_id,
+                "rule_id": oc.rule.id,
+                "role": "evidence",
+                "reference": ref[:512],
+                "card_uuid": uuid,
+            }
+            for ref in oc.evidence
+        ]
+        suggestions += [
+            {"uuid": s_uuid, "card_uuid": uuid, "suggestion_id": sid[:128], "rules": [oc.rule.id]}
+            for s_uuid, sid in oc.suggestions
+        ]
+    return AuditRecord(call, tuple(cards), tuple(rules), tuple(evidence), tuple(suggestions))

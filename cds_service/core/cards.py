@@ -141,9 +141,7 @@ def _why_section(kb: KnowledgeBase, theme: Theme, matches: list[Match]) -> list[
     quotes = list(dict.fromkeys(m.rule.source.quote for m in matches if m.rule.source.quote))
     if theme.questions:
         quotes = [q for q in quotes if q != theme.questions.source_quote]
-    windows = list(
-        dict.fromkeys(w for m in matches for w in _guideline_lines(kb, m.rule) if w)
-    )
+    windows = list(dict.fromkeys(w for m in matches for w in _guideline_lines(kb, m.rule) if w))
     if not quotes and not windows:
         return []
     lines = ["", "**Why**"]

@@ -25,19 +25,16 @@ class ContextField:
     kind: str  # "id" (a FHIR id), "string", "object", "array"
 
 
-#: Context fields of the hooks we serve (HL7 CDS Hooks Library 1.0.1).
-HOOK_CONTEXTS: dict[str, dict[str, ContextField]] = {
-    "patient-view": {
-        "userId": ContextField(True, "string"),
-        "patientId": ContextField(True, "id"),
-        "encounterId": ContextField(False, "id"),
-    },
-    "encounter-start": {
-        "userId": ContextField(True, "string"),
-        "patientId": ContextField(True, "id"),
-        "encounterId": ContextField(True, "id"),
-    },
-}
+@dataclass(frozen=True)
+class HookDef:
+    """One hook of the registry (knowledge/hooks.yaml): its context fields, the fields a prefetch
+    template may name, and the context fields that carry FHIR data (and their shape)."""
+
+    id: str
+    context: Mapping[str, ContextField]
+    prefetch_tokens: tuple[str, ...] = ()
+    data: Mapping[str, str] = field(default_factory=dict)
+
 
 _AUTH_FIELDS = {
     "access_token": str,
@@ -94,14 +91,14 @@ def _string(value: object, where: str, *, allow_empty: bool = False) -> str:
     return value
 
 
-def _check_context(hook: str, context: object) -> Mapping[str, Any]:
+def _check_context(hook: HookDef, context: object) -> Mapping[str, Any]:
     if not isinstance(context, Mapping):
         raise EnvelopeError("context", "must be an object")
-    for name, spec in HOOK_CONTEXTS[hook].items():
+    for name, spec in hook.context.items():
         where = f"context.{name}"
         if name not in context:
             if spec.required:
-                raise EnvelopeError(where, f"is required by the {hook} hook")
+                raise EnvelopeError(where, f"is required by the {hook.id} hook")
             continue
         value = context[name]
         if spec.kind in ("string", "id"):
@@ -142,8 +139,9 @@ def _check_authorization(value: object) -> FhirAuthorization:
     )
 
 
-def parse_envelope(body: object, service_hook: str) -> HookRequest:
-    """A validated `HookRequest`, or `EnvelopeError` naming the first problem."""
+def parse_envelope(body: object, service_hook: HookDef) -> HookRequest:
+    """A validated `HookRequest` for the service's hook (from the hook registry), or
+    `EnvelopeError` naming the first problem."""
     if not isinstance(body, Mapping):
         raise EnvelopeError("body", "must be a JSON object")
     for name in OPTIONAL_MEMBERS:
@@ -153,10 +151,10 @@ def parse_envelope(body: object, service_hook: str) -> HookRequest:
         if name not in body:
             raise EnvelopeError(name, "is required")
     hook = _string(body["hook"], "hook")
-    if hook != service_hook:
-        raise EnvelopeError("hook", f"is {hook!r} but this service answers {service_hook!r}")
+    if hook != service_hook.id:
+        raise EnvelopeError("hook", f"is {hook!r} but this service answers {service_hook.id!r}")
     hook_instance = _string(body["hookInstance"], "hookInstance")
-    context = _check_context(hook, body["context"])
+    context = _check_context(service_hook, body["context"])
     fhir_server = body.get("fhirServer")
     if fhir_server is not None:
         _string(fhir_server, "fhirServer")

@@ -434,9 +434,7 @@ def _medication_end(ctx: _Context, res: Mapping[str, Any]) -> dt.date | None:
     """The day a medicine's period (or its prescription's validity) ended, if given."""
     dispense = res.get("dispenseRequest")
     validity = dispense.get("validityPeriod") if type(dispense) is dict else None
-    return _period_day(ctx, res.get("effectivePeriod"), "end") or _period_day(
-        ctx, validity, "end"
-    )
+    return _period_day(ctx, res.get("effectivePeriod"), "end") or _period_day(ctx, validity, "end")
 
 
 def _route_keys(res: Mapping[str, Any]) -> set[tuple[str, str]]:

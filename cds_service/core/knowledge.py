@@ -18,6 +18,8 @@ from typing import Any
 import jsonschema
 
 from .codes import KNOWLEDGE_SYSTEMS, normalize_code
+from .envelope import ContextField, HookDef
+from .order_kinds import EMPTY_ADVICE, OrderAdvice, compile_order_advice
 from .orders import EMPTY_CATALOG, OrderCatalog, compile_orders
 
 INDICATOR_ORDER = {"critical": 0, "warning": 1, "info": 2}
@@ -209,6 +211,10 @@ class Service:
     title: str
     description: str
     usage_requirements: str | None
+    #: the prefetch keys this service asks for (services.yaml `prefetch`; default all)
+    prefetch_keys: tuple[str, ...] = ()
+    #: "patient": cards about the patient; "orders": advice on the hook's draft orders
+    advice: str = "patient"
 
 
 @dataclass(frozen=True)
@@ -271,6 +277,14 @@ class KnowledgeBase:
     orders: OrderCatalog = field(default=EMPTY_CATALOG)
     #: source attributes (about.yaml): developer, funding, validation, limitations, topics
     about: Mapping[str, Any] = field(default_factory=dict)
+    #: the hook registry (hooks.yaml)
+    hooks: Mapping[str, HookDef] = field(default_factory=dict)
+    #: order kinds and the rules on draft orders (order-advice.yaml)
+    order_advice: OrderAdvice = field(default=EMPTY_ADVICE)
+
+    def service_prefetch(self, service: Service) -> dict[str, PrefetchKey]:
+        """The prefetch keys one service asks for, in the knowledge's order."""
+        return {k: p for k, p in self.prefetch.items() if k in service.prefetch_keys}
 
     def measure_index_display(self, code: str) -> str:
         """The knowledge's display for a measure's LOINC code."""
@@ -636,7 +650,18 @@ def compile_knowledge(docs: Mapping[str, Any]) -> KnowledgeBase:
     """Validate and compile parsed knowledge documents into a `KnowledgeBase`."""
     schemas = docs["schemas"]
     problems: list[str] = []
-    for name in ("sources", "policy", "labs", "themes", "services", "criteria", "orders", "about"):
+    for name in (
+        "sources",
+        "policy",
+        "labs",
+        "themes",
+        "services",
+        "criteria",
+        "orders",
+        "about",
+        "hooks",
+        "order-advice",
+    ):
         if name in docs:
             problems += _schema_problems(f"{name}.yaml", docs[name], schemas[name])
     for name, doc in docs["valuesets"].items():
@@ -732,6 +757,7 @@ def compile_knowledge(docs: Mapping[str, Any]) -> KnowledgeBase:
         for key, p in docs["services"]["prefetch"].items()
     }
     problems += _prefetch_problems(prefetch)
+    hooks = compile_hooks(docs["hooks"]) if "hooks" in docs else {}
     services = {
         s["id"]: Service(
             s["id"],
@@ -739,17 +765,24 @@ def compile_knowledge(docs: Mapping[str, Any]) -> KnowledgeBase:
             s["title"],
             " ".join(s["description"].split()),
             " ".join(s["usage_requirements"].split()) if s.get("usage_requirements") else None,
+            tuple(s.get("prefetch", prefetch)),
+            s.get("advice", "patient"),
         )
         for s in docs["services"]["services"]
     }
     if len(services) != len(docs["services"]["services"]):
         problems.append("services.yaml: duplicate service id")
+    problems += _service_problems(services, hooks, prefetch)
     orders = EMPTY_CATALOG
     if "orders" in docs:
         orders, found = compile_orders(docs["orders"], (r.id for r in rules), measures, guidelines)
         problems += found
     about = docs.get("about", {})
     problems += _topic_problems(themes, about)
+    advice = EMPTY_ADVICE
+    if "order-advice" in docs:
+        advice, found = compile_order_advice(docs["order-advice"], set(themes), guidelines)
+        problems += found
     if problems:
         raise KnowledgeError(problems)
 
@@ -778,7 +811,53 @@ def compile_knowledge(docs: Mapping[str, Any]) -> KnowledgeBase:
         version=_content_version(docs),
         orders=orders,
         about=MappingProxyType(dict(about)),
+        hooks=MappingProxyType(hooks),
+        order_advice=advice,
     )
+
+
+def compile_hooks(doc: Mapping[str, Any]) -> dict[str, HookDef]:
+    """The hook registry: each hook's context fields, prefetch tokens and data fields."""
+    return {
+        hid: HookDef(
+            hid,
+            MappingProxyType(
+                {n: ContextField(f["required"], f["kind"]) for n, f in h["context"].items()}
+            ),
+            tuple(h["prefetch_tokens"]),
+            MappingProxyType(dict(h.get("data", {}))),
+        )
+        for hid, h in doc["hooks"].items()
+    }
+
+
+def _service_problems(
+    services: Mapping[str, Service],
+    hooks: Mapping[str, HookDef],
+    prefetch: Mapping[str, PrefetchKey],
+) -> list[str]:
+    """Each service's hook is in the registry, its prefetch keys exist, and their templates name
+    only the hook's prefetch tokens."""
+    problems = []
+    for service in services.values():
+        where = f"services.yaml: {service.id}"
+        hook = hooks.get(service.hook)
+        if hook is None:
+            problems.append(f"{where}: hook {service.hook!r} is not in hooks.yaml")
+            continue
+        if service.advice == "orders" and "draftOrders" not in hook.data:
+            problems.append(f"{where}: order advice needs a hook with draftOrders")
+        for key in service.prefetch_keys:
+            if key not in prefetch:
+                problems.append(f"{where}: unknown prefetch key {key!r}")
+                continue
+            tokens = re.findall(r"\{\{\s*context\.([A-Za-z]+)\s*\}\}", prefetch[key].template)
+            problems += [
+                f"{where}: prefetch {key}: {{{{context.{t}}}}} is not a token of {hook.id}"
+                for t in tokens
+                if t not in hook.prefetch_tokens
+            ]
+    return problems
 
 
 def _topic_problems(themes: Mapping[str, Theme], about: Mapping[str, Any]) -> list[str]:

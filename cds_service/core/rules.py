@@ -236,9 +236,7 @@ def latest_measurements(
         recent = [
             m
             for m in measurements
-            if m.measure == measure_id
-            and m.date is not None
-            and is_recent(m, within_days, today)
+            if m.measure == measure_id and m.date is not None and is_recent(m, within_days, today)
         ]
         if not recent:
             continue

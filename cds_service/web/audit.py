@@ -81,7 +81,9 @@ def build_record(s: ServiceState, status: int) -> AuditRecord:
     )
     if decision is None or status != 200:
         return audit_record(facts)
-    return audit_record(facts, s.knowledge, decision.evaluation, decision.cards)
+    return audit_record(
+        facts, s.knowledge, decision.evaluation, decision.cards, decision.order_cards
+    )
 
 
 def _record_call(response: Response) -> Response:

@@ -22,7 +22,7 @@ def discovery_document(kb: KnowledgeBase, prefetch: dict[str, str]) -> dict[str,
             "title": service.title,
             "description": service.description,
             "id": service.id,
-            "prefetch": prefetch,
+            "prefetch": {k: v for k, v in prefetch.items() if k in service.prefetch_keys},
         }
         if service.usage_requirements:
             entry["usageRequirements"] = service.usage_requirements

@@ -9,8 +9,9 @@ from flask import Blueprint, Response, request
 
 from .. import metrics
 from ..core.envelope import EnvelopeError, HookRequest, parse_envelope
+from ..core.order_advice import draft_orders
 from ..core.outcome import missing_data_outcome
-from ..core.pipeline import Decision, decide
+from ..core.pipeline import Decision, decide, decide_orders
 from ..fhir_policy import AccessPolicy
 from ..gather import DataMissing, FhirAccess, TooManyResources, gather_patient_data
 from .audit import note_decision, note_request
@@ -47,6 +48,19 @@ def incomplete_line(missing: dict[str, str]) -> str:
 
 def _decide(s: ServiceState, hook_request: HookRequest, resources: list) -> Decision:
     encounter = hook_request.context.get("encounterId")
+    service = s.knowledge.services[request.view_args["service_id"]]  # type: ignore[index]
+    if service.advice == "orders":
+        hook = s.knowledge.hooks[service.hook]
+        return decide_orders(
+            s.knowledge,
+            resources,
+            draft_orders(s.knowledge, hook_request.context, hook.data),
+            hook_request.patient_id,
+            s.clock().date(),
+            _new_uuid,
+            encounter_id=encounter if isinstance(encounter, str) else None,
+            base_url=public_base_url(s),
+        )
     return decide(
         s.knowledge,
         resources,
@@ -74,7 +88,14 @@ def _incomplete_answer(
     line = incomplete_line(exc.missing)
     for card in severe:
         card["detail"] = f"{line}\n\n{card['detail']}"
-    kept = Decision(severe, decision.evaluation, decision.findings)
+    kept = Decision(
+        severe,
+        decision.evaluation,
+        decision.findings,
+        tuple(c for c in decision.order_cards if c.card in severe)
+        if decision.order_cards is not None
+        else None,
+    )
     note_decision(kept)
     log.warning(
         "record read incompletely for %s (%s): %d card(s) answered",
@@ -112,11 +133,12 @@ def call_service(service_id: str) -> Response:
         return unknown_service(service_id)
     try:
         body = read_json_body(s.settings.max_body_bytes, s.settings.max_json_depth)
-        hook_request = parse_envelope(body, service.hook)
+        hook_request = parse_envelope(body, s.knowledge.hooks[service.hook])
         note_request(hook_request)
         data = gather_patient_data(
             s.knowledge,
             hook_request,
+            keys=service.prefetch_keys,
             max_resources=s.settings.max_resources,
             fhir=_fhir_access(s),
         )
