@@ -26,6 +26,7 @@ from .codes import CANONICAL_SYSTEMS, ICD10CM, LOINC, normalize_code, normalize_
 from .dates import Limits, abatement_day, birth_date, onset_span, parse_day
 from .knowledge import Coding, KnowledgeBase
 from .labs import Reading, read_measure
+from .lean_measure import lean_observation
 from .records import patient_id_of, resource_reference
 
 #: The FHIR models parsed here (results only); built at start-up so the first call is not slower.
@@ -536,10 +537,12 @@ def _measurement(
         return f"status {status}"
     if "dataAbsentReason" in res:
         return "data absent"
-    try:
-        obs, _ = _validate_measure(res)
-    except ValidationError as exc:
-        return _first_error(exc)
+    obs: Any = lean_observation(res, MEASURE_ELEMENTS)
+    if obs is None:  # not certainly plain: the FHIR models validate it
+        try:
+            obs, _ = _validate_measure(res)
+        except ValidationError as exc:
+            return _first_error(exc)
     reading = read_measure(ctx.kb.measures[measure_id], obs, _interpretation_codes(res))
     if reading is None:
         return "no quantity value"
