@@ -4,8 +4,9 @@ Candidates are picked on the raw JSON by a set lookup of their codes. Conditions
 Observations that record a finding are then read from the raw JSON with plain type checks: what
 can be read is read, what cannot is noted, and nothing raises. A resource that matches a red-flag
 code but cannot be read at all is kept as an unreadable record to verify, never dropped silently.
-Results (labs, scores) are parsed with the FHIR R4 models (`fhir.resources.R4B`); an element
-that does not validate is left out and the rest is read.
+Results (labs, scores) are validated with the FHIR R4 models (`fhir.resources.R4B`); an element
+that does not validate is left out and the rest is read. A plain result is read by the lean reader
+(`lean_measure`), which accepts only what the models accept and defers to them when unsure.
 
 Record states that mean "not a finding" (entered in error, refuted, resolved, abated, recorded
 absent) are applied here, before any rule sees the data. The same finding (same code) recorded
