@@ -2,8 +2,8 @@
 
 `purge` works in bounded batches, each its own short transaction, so that a large purge never
 holds locks for long nor needs memory in proportion to what it removes, and the service keeps
-writing while it runs (on SQLite and PostgreSQL alike). A call goes with its cards, fired rules
-and evidence references; feedback goes by when it was received.
+writing while it runs (on SQLite and PostgreSQL alike). A call goes with its cards, their
+suggestions, fired rules and evidence references; feedback goes by when it was received.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, delete, select
 
-from .models import EvidenceRef, Feedback, FiredRule, IssuedCard, ServiceCall
+from .models import EvidenceRef, Feedback, FiredRule, IssuedCard, IssuedSuggestion, ServiceCall
 
 BATCH_SIZE = 500
 
@@ -26,7 +26,15 @@ class Purged:
     cutoff: dt.datetime
     rows: dict[str, int] = field(
         default_factory=lambda: dict.fromkeys(
-            ("service_calls", "issued_cards", "fired_rules", "evidence_refs", "feedback"), 0
+            (
+                "service_calls",
+                "issued_cards",
+                "issued_suggestions",
+                "fired_rules",
+                "evidence_refs",
+                "feedback",
+            ),
+            0,
         )
     )
     batches: int = 0
@@ -75,6 +83,11 @@ def _purge_calls(engine: Engine, cutoff: dt.datetime, limit: int, purged: Purged
         )
         if not ids:
             return False
+        cards = select(IssuedCard.uuid).where(IssuedCard.call_id.in_(ids))
+        result = connection.execute(
+            delete(IssuedSuggestion).where(IssuedSuggestion.card_uuid.in_(cards))
+        )
+        purged.rows["issued_suggestions"] += result.rowcount
         for model, name in (
             (EvidenceRef, "evidence_refs"),
             (FiredRule, "fired_rules"),
