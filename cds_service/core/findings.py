@@ -4,8 +4,9 @@ Candidates are picked on the raw JSON by a set lookup of their codes. Conditions
 Observations that record a finding are then read from the raw JSON with plain type checks: what
 can be read is read, what cannot is noted, and nothing raises. A resource that matches a red-flag
 code but cannot be read at all is kept as an unreadable record to verify, never dropped silently.
-Results (labs, scores) are parsed with the FHIR R4 models (`fhir.resources.R4B`); an element
-that does not validate is left out and the rest is read.
+Results (labs, scores) are validated with the FHIR R4 models (`fhir.resources.R4B`); an element
+that does not validate is left out and the rest is read. A plain result is read by the lean reader
+(`lean_measure`), which accepts only what the models accept and defers to them when unsure.
 
 Record states that mean "not a finding" (entered in error, refuted, resolved, abated, recorded
 absent) are applied here, before any rule sees the data. The same finding (same code) recorded
@@ -26,6 +27,7 @@ from .codes import CANONICAL_SYSTEMS, ICD10CM, LOINC, normalize_code, normalize_
 from .dates import Limits, abatement_day, birth_date, onset_span, parse_day
 from .knowledge import Coding, KnowledgeBase
 from .labs import Reading, read_measure
+from .lean_measure import lean_observation
 from .records import patient_id_of, resource_reference
 
 #: The FHIR models parsed here (results only); built at start-up so the first call is not slower.
@@ -534,10 +536,12 @@ def _measurement(
         return f"status {status}"
     if "dataAbsentReason" in res:
         return "data absent"
-    try:
-        obs, _ = _validate_measure(res)
-    except ValidationError as exc:
-        return _first_error(exc)
+    obs: Any = lean_observation(res, MEASURE_ELEMENTS)
+    if obs is None:  # not certainly plain: the FHIR models validate it
+        try:
+            obs, _ = _validate_measure(res)
+        except ValidationError as exc:
+            return _first_error(exc)
     reading = read_measure(ctx.kb.measures[measure_id], obs, _interpretation_codes(res))
     if reading is None:
         return "no quantity value"

@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
 from flask import Response
 
 from ..core.outcome import operation_outcome
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    try:
+        text: bytes | str = orjson.dumps(body)
+    except TypeError:  # what orjson does not write (a non-string key, a 65-bit integer)
+        text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
     return Response(text, status=status, mimetype="application/json", headers=headers)
 
 
