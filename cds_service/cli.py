@@ -125,9 +125,15 @@ class RegistryHooks(click.Choice):
 
     @property  # type: ignore[override]
     def choices(self) -> tuple[str, ...]:
+        from pydantic import ValidationError
+
         from .knowledge_files import hook_names
 
-        return hook_names(Settings().knowledge_dir)
+        try:
+            directory = Settings().knowledge_dir
+        except ValidationError:  # the command reports the bad settings; --help still works
+            directory = Settings.model_fields["knowledge_dir"].default
+        return hook_names(directory)
 
     @choices.setter
     def choices(self, _value: object) -> None:

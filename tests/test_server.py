@@ -37,7 +37,8 @@ def test_discovery_over_http(server):
     response = requests.get(f"{server}/cds-services", timeout=5)
     assert response.status_code == 200
     assert response.headers["Content-Type"].startswith("application/json")
-    assert {s["hook"] for s in response.json()["services"]} == {"patient-view", "encounter-start"}
+    hooks = {s["hook"] for s in response.json()["services"]}
+    assert hooks == {"patient-view", "encounter-start", "order-select", "order-sign"}
 
 
 def test_patient_view_with_a_red_flag_over_http(server):
