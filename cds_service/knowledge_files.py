@@ -9,35 +9,10 @@ from typing import Any
 
 import yaml
 
-from .core.knowledge import KnowledgeBase, KnowledgeError, compile_knowledge
+from .core.knowledge import SINGLE_FILES, KnowledgeBase, KnowledgeError, compile_knowledge
 
 EXPANSIONS_FILE = "expansions.json"
-_SINGLE_FILES = (
-    "sources",
-    "policy",
-    "labs",
-    "themes",
-    "services",
-    "criteria",
-    "orders",
-    "about",
-    "hooks",
-    "order-advice",
-)
-_SCHEMAS = (
-    "sources",
-    "policy",
-    "labs",
-    "themes",
-    "services",
-    "criteria",
-    "orders",
-    "about",
-    "hooks",
-    "order-advice",
-    "valueset",
-    "rule",
-)
+_SCHEMAS = (*SINGLE_FILES, "valueset", "rule")
 
 
 def _read_yaml(path: Path) -> Any:
@@ -54,7 +29,7 @@ def read_documents(directory: Path) -> dict[str, Any]:
     """Every knowledge document, parsed but not yet validated."""
     if not directory.is_dir():
         raise KnowledgeError([f"{directory}: knowledge folder not found"])
-    docs: dict[str, Any] = {name: _read_yaml(directory / f"{name}.yaml") for name in _SINGLE_FILES}
+    docs: dict[str, Any] = {name: _read_yaml(directory / f"{name}.yaml") for name in SINGLE_FILES}
     docs["schemas"] = {
         name: _read_yaml(directory / "schema" / f"{name}.schema.yaml") for name in _SCHEMAS
     }

@@ -33,6 +33,20 @@ class KnowledgeError(Exception):
         self.problems = problems
 
 
+#: The knowledge's one-document files (`NAME.yaml`), each checked against `schema/NAME.schema.yaml`.
+SINGLE_FILES = (
+    "sources",
+    "policy",
+    "labs",
+    "themes",
+    "services",
+    "criteria",
+    "orders",
+    "about",
+    "hooks",
+    "order-advice",
+)
+
 @dataclass(frozen=True)
 class Coding:
     system: str
@@ -650,18 +664,7 @@ def compile_knowledge(docs: Mapping[str, Any]) -> KnowledgeBase:
     """Validate and compile parsed knowledge documents into a `KnowledgeBase`."""
     schemas = docs["schemas"]
     problems: list[str] = []
-    for name in (
-        "sources",
-        "policy",
-        "labs",
-        "themes",
-        "services",
-        "criteria",
-        "orders",
-        "about",
-        "hooks",
-        "order-advice",
-    ):
+    for name in SINGLE_FILES:
         if name in docs:
             problems += _schema_problems(f"{name}.yaml", docs[name], schemas[name])
     for name, doc in docs["valuesets"].items():
