@@ -1,5 +1,6 @@
 """End to end in the real CDS Hooks Sandbox: a clinician clicks a suggested order, the Sandbox
-sends `accepted` feedback, and the report counts it.
+sends `accepted` feedback, and the report counts it: on the patient-view card, and on the critical
+card for a routine lumbar MRI picked in the Sandbox's PAMA Imaging view (order-select).
 
 Runs the Sandbox build in `../shared/tools/cds-hooks-sandbox/build` in headless Chromium
 (npm `playwright-core`, installed from `tests/sandbox/package-lock.json`; Debian `chromium`,
@@ -177,4 +178,60 @@ def test_a_suggestion_clicked_in_the_sandbox_is_accepted_feedback_and_counted(
             break
         time.sleep(0.5)
     assert counted[MRI_ID]["accepted"] == 1, counted
+    assert Path(result["screenshot"]).stat().st_size > 10_000
+
+
+LUMBAR_MRI_CPT = "72148"
+ROUTINE_ORDER_RULE = "routine-order-despite-red-flags"
+
+
+def test_a_suggestion_on_an_order_card_in_the_sandbox_is_accepted_feedback_and_counted(
+    service, sandbox_site, open_fhir_server, tmp_path
+):
+    """PAMA Imaging, a routine lumbar MRI for a patient with emergency red flags: critical card."""
+    service_url, env = service
+    _, charts = load_index()
+    chart = next(c for c in charts if c.name == CHART)
+    open_fhir_server.load(load_chart(chart, dt.date.today()))
+    driver = [
+        "node",
+        str(DRIVER_DIR / "accept_order.mjs"),
+        sandbox_site,
+        service_url,
+        open_fhir_server.base,
+        chart.patient_id,
+        LUMBAR_MRI_CPT,
+        str(tmp_path),
+    ]
+    done = subprocess.run(driver, capture_output=True, text=True, timeout=180, cwd=DRIVER_DIR)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "error" not in result, result.get("error")
+
+    (call,) = result["orderCalls"]
+    assert call["status"] == 200, "the Sandbox's JWT was accepted"
+    assert call["request"]["hook"] == "order-select"
+    drafts = call["request"]["context"]["draftOrders"]["entry"]
+    assert drafts[0]["resource"]["code"]["coding"][0]["code"] == LUMBAR_MRI_CPT
+    card = result["card"]
+    assert card["indicator"] == "critical" and "Emergency" in card["summary"]
+    assert any(card["summary"] in shown for shown in result["cardsShown"])
+    (action,) = result["clicked"]["actions"]
+    assert action["type"] == "update" and action["resource"]["priority"] == "stat"
+
+    assert result["feedbackStatus"] == 200
+    assert result["feedbackUrl"] == f"{call['url']}/feedback"
+    item = result["feedbackSent"]["feedback"][0]
+    assert item["card"] == card["uuid"]
+    assert item["outcome"] == "accepted"
+    assert item["acceptedSuggestions"] == [{"id": result["clicked"]["uuid"]}]
+
+    deadline = time.monotonic() + 15
+    rules: dict = {}
+    while time.monotonic() < deadline:
+        rules = {r["rule"]: r["accepted"] for r in _acceptances(env).get("rules", [])}
+        if rules.get(ROUTINE_ORDER_RULE):
+            break
+        time.sleep(0.5)
+    assert rules.get(ROUTINE_ORDER_RULE) == 1, rules
     assert Path(result["screenshot"]).stat().st_size > 10_000
