@@ -159,37 +159,27 @@ def onset_span(
     for name in ("onsetDateTime", "onsetPeriod", "onsetAge", "onsetRange", "onsetString"):
         if name in resource:
             value = resource[name]
-            last = _onset_value(name, value, birth, limits)
-            first = _onset_first(name, value, birth, limits) if last else None
+            last = _onset_bound(name, value, birth, limits, first=False)
+            first = _onset_bound(name, value, birth, limits, first=True) if last else None
             return name, first or last, last
     return None, None, None
 
 
-def _onset_first(name: str, value: object, birth: dt.date | None, limits: Limits) -> dt.date | None:
+def _onset_bound(
+    name: str, value: object, birth: dt.date | None, limits: Limits, *, first: bool
+) -> dt.date | None:
+    """The first (`first`) or last day an onset[x] may stand for, or None when unreadable."""
+    read_day = first_day if first else parse_day
+    read_age = age_to_first_day if first else age_to_day
     if name == "onsetDateTime":
-        return first_day(value, limits)
+        return read_day(value, limits)
     if name == "onsetPeriod":
-        return first_day(value.get("start"), limits) if type(value) is dict else None
+        return read_day(value.get("start"), limits) if type(value) is dict else None
     if name == "onsetAge":
-        return age_to_first_day(value, birth, limits)
+        return read_age(value, birth, limits)
     if name == "onsetRange" and type(value) is dict:
-        return age_to_first_day(value.get("low"), birth, limits) or age_to_first_day(
-            value.get("high"), birth, limits
-        )
-    return None
-
-
-def _onset_value(name: str, value: object, birth: dt.date | None, limits: Limits) -> dt.date | None:
-    if name == "onsetDateTime":
-        return parse_day(value, limits)
-    if name == "onsetPeriod":
-        return parse_day(value.get("start"), limits) if type(value) is dict else None
-    if name == "onsetAge":
-        return age_to_day(value, birth, limits)
-    if name == "onsetRange" and type(value) is dict:
-        return age_to_day(value.get("high"), birth, limits) or age_to_day(
-            value.get("low"), birth, limits
-        )
+        near, far = ("low", "high") if first else ("high", "low")
+        return read_age(value.get(near), birth, limits) or read_age(value.get(far), birth, limits)
     return None
 
 
