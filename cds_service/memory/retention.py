@@ -11,8 +11,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Connection, Engine, delete, select
 
 from .models import EvidenceRef, Feedback, FiredRule, IssuedCard, IssuedSuggestion, ServiceCall
 
@@ -59,28 +60,31 @@ def purge(
 ) -> Purged:
     """Remove calls recorded, and feedback received, before `cutoff`; batch by batch."""
     purged = Purged(cutoff)
-    while _purge_calls(engine, cutoff, batch_size, purged):
-        purged.batches += 1
-        if progress:
-            progress(purged)
-    while _purge_feedback(engine, cutoff, batch_size, purged):
-        purged.batches += 1
-        if progress:
-            progress(purged)
+    for purge_batch in (_purge_calls, _purge_feedback):
+        while purge_batch(engine, cutoff, batch_size, purged):
+            purged.batches += 1
+            if progress:
+                progress(purged)
     return purged
+
+
+def _oldest(
+    connection: Connection,
+    id_column: Any,
+    time_column: Any,
+    cutoff: dt.datetime,
+    limit: int,
+    order_column: Any = None,
+) -> list[Any]:
+    """Up to `limit` ids of rows whose time is before `cutoff`, oldest first."""
+    query = select(id_column).where(time_column < cutoff)
+    return list(connection.scalars(query.order_by(time_column if order_column is None else order_column).limit(limit)))
 
 
 def _purge_calls(engine: Engine, cutoff: dt.datetime, limit: int, purged: Purged) -> bool:
     """One batch of old calls with what hangs on them (children first); False when none is left."""
     with engine.begin() as connection:
-        ids = list(
-            connection.scalars(
-                select(ServiceCall.id)
-                .where(ServiceCall.recorded_at < cutoff)
-                .order_by(ServiceCall.recorded_at)
-                .limit(limit)
-            )
-        )
+        ids = _oldest(connection, ServiceCall.id, ServiceCall.recorded_at, cutoff, limit)
         if not ids:
             return False
         cards = select(IssuedCard.uuid).where(IssuedCard.call_id.in_(ids))
@@ -102,14 +106,7 @@ def _purge_calls(engine: Engine, cutoff: dt.datetime, limit: int, purged: Purged
 
 def _purge_feedback(engine: Engine, cutoff: dt.datetime, limit: int, purged: Purged) -> bool:
     with engine.begin() as connection:
-        ids = list(
-            connection.scalars(
-                select(Feedback.id)
-                .where(Feedback.received_at < cutoff)
-                .order_by(Feedback.id)
-                .limit(limit)
-            )
-        )
+        ids = _oldest(connection, Feedback.id, Feedback.received_at, cutoff, limit, Feedback.id)
         if not ids:
             return False
         result = connection.execute(delete(Feedback).where(Feedback.id.in_(ids)))
