@@ -77,8 +77,9 @@ def _oldest(
     order_column: Any = None,
 ) -> list[Any]:
     """Up to `limit` ids of rows whose time is before `cutoff`, oldest first."""
-    query = select(id_column).where(time_column < cutoff)
-    return list(connection.scalars(query.order_by(time_column if order_column is None else order_column).limit(limit)))
+    order = time_column if order_column is None else order_column
+    query = select(id_column).where(time_column < cutoff).order_by(order).limit(limit)
+    return list(connection.scalars(query))
 
 
 def _purge_calls(engine: Engine, cutoff: dt.datetime, limit: int, purged: Purged) -> bool:
