@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -136,27 +137,47 @@ def _acceptances(env: dict[str, str]) -> dict:
     return json.loads(out).get("acceptances", {})
 
 
-def test_a_suggestion_clicked_in_the_sandbox_is_accepted_feedback_and_counted(
-    service, sandbox_site, open_fhir_server, tmp_path
-):
+def _drive(
+    script: str, choice: str, service, sandbox_site: str, fhir_server, tmp_path: Path
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """Load the chart into the FHIR server, run a Sandbox driver script; its result."""
     service_url, env = service
     _, charts = load_index()
     chart = next(c for c in charts if c.name == CHART)
-    open_fhir_server.load(load_chart(chart, dt.date.today()))
+    fhir_server.load(load_chart(chart, dt.date.today()))
     driver = [
         "node",
-        str(DRIVER_DIR / "accept.mjs"),
+        str(DRIVER_DIR / script),
         sandbox_site,
         service_url,
-        open_fhir_server.base,
+        fhir_server.base,
         chart.patient_id,
-        MRI_LABEL,
+        choice,
         str(tmp_path),
     ]
     done = subprocess.run(driver, capture_output=True, text=True, timeout=180, cwd=DRIVER_DIR)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert "error" not in result, result.get("error")
+    return env, result
+
+
+def _counted_once_written(env: dict[str, str], read: Any, ready: Any) -> dict:
+    """The report's acceptances, read by `read`, once `ready` (the audit is written after)."""
+    deadline = time.monotonic() + 15
+    counted: dict = {}
+    while time.monotonic() < deadline:
+        counted = read(_acceptances(env))
+        if ready(counted):
+            break
+        time.sleep(0.5)
+    return counted
+
+
+def test_a_suggestion_clicked_in_the_sandbox_is_accepted_feedback_and_counted(
+    service, sandbox_site, open_fhir_server, tmp_path
+):
+    env, result = _drive("accept.mjs", MRI_LABEL, service, sandbox_site, open_fhir_server, tmp_path)
 
     calls = [x for x in result["exchanges"] if x["method"] == "POST" and "feedback" not in x["url"]]
     assert calls and calls[0]["status"] == 200, "the Sandbox's JWT was accepted"
@@ -170,13 +191,10 @@ def test_a_suggestion_clicked_in_the_sandbox_is_accepted_feedback_and_counted(
     assert item["outcome"] == "accepted"
     assert item["acceptedSuggestions"] == [{"id": mri["uuid"]}]
 
-    deadline = time.monotonic() + 15
-    counted: dict = {}
-    while time.monotonic() < deadline:
-        counted = {s["suggestion"]: s for s in _acceptances(env).get("suggestions", [])}
-        if counted.get(MRI_ID, {}).get("accepted"):
-            break
-        time.sleep(0.5)
+    counted = _counted_once_written(
+        env, lambda a: {s["suggestion"]: s for s in a.get("suggestions", [])},
+        lambda c: c.get(MRI_ID, {}).get("accepted"),
+    )
     assert counted[MRI_ID]["accepted"] == 1, counted
     assert Path(result["screenshot"]).stat().st_size > 10_000
 
@@ -189,24 +207,9 @@ def test_a_suggestion_on_an_order_card_in_the_sandbox_is_accepted_feedback_and_c
     service, sandbox_site, open_fhir_server, tmp_path
 ):
     """PAMA Imaging, a routine lumbar MRI for a patient with emergency red flags: critical card."""
-    service_url, env = service
-    _, charts = load_index()
-    chart = next(c for c in charts if c.name == CHART)
-    open_fhir_server.load(load_chart(chart, dt.date.today()))
-    driver = [
-        "node",
-        str(DRIVER_DIR / "accept_order.mjs"),
-        sandbox_site,
-        service_url,
-        open_fhir_server.base,
-        chart.patient_id,
-        LUMBAR_MRI_CPT,
-        str(tmp_path),
-    ]
-    done = subprocess.run(driver, capture_output=True, text=True, timeout=180, cwd=DRIVER_DIR)
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert "error" not in result, result.get("error")
+    env, result = _drive(
+        "accept_order.mjs", LUMBAR_MRI_CPT, service, sandbox_site, open_fhir_server, tmp_path
+    )
 
     (call,) = result["orderCalls"]
     assert call["status"] == 200, "the Sandbox's JWT was accepted"
@@ -226,12 +229,9 @@ def test_a_suggestion_on_an_order_card_in_the_sandbox_is_accepted_feedback_and_c
     assert item["outcome"] == "accepted"
     assert item["acceptedSuggestions"] == [{"id": result["clicked"]["uuid"]}]
 
-    deadline = time.monotonic() + 15
-    rules: dict = {}
-    while time.monotonic() < deadline:
-        rules = {r["rule"]: r["accepted"] for r in _acceptances(env).get("rules", [])}
-        if rules.get(ROUTINE_ORDER_RULE):
-            break
-        time.sleep(0.5)
+    rules = _counted_once_written(
+        env, lambda a: {r["rule"]: r["accepted"] for r in a.get("rules", [])},
+        lambda r: r.get(ROUTINE_ORDER_RULE),
+    )
     assert rules.get(ROUTINE_ORDER_RULE) == 1, rules
     assert Path(result["screenshot"]).stat().st_size > 10_000
