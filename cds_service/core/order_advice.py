@@ -268,6 +268,24 @@ def _routine_card(
         for offered, rendered in zip(card_suggestions(kb, flags), own, strict=True):
             suggestions.append(rendered)
             ids.append((rendered["uuid"], offered.suggestion.id))
+    reasons = [
+        {"system": c.system, "code": c.code, "display": c.display}
+        for c in kb.themes["emergency"].override_reasons
+    ]
+    card = _card_json(kb, rule, orders, card_uuid, lines, suggestions, reasons)
+    return OrderCard(card, rule, tuple(dict.fromkeys(evidence)), tuple(ids))
+
+
+def _card_json(
+    kb: KnowledgeBase,
+    rule: OrderRule,
+    orders: list[DraftOrder],
+    card_uuid: str,
+    lines: list[str],
+    suggestions: list[dict[str, Any]],
+    override_reasons: list[dict[str, str]],
+) -> dict[str, Any]:
+    """An order card as CDS Hooks JSON: its words, source, suggestions and override reasons."""
     card: dict[str, Any] = {
         "uuid": card_uuid,
         "summary": _summary(rule, orders),
@@ -278,11 +296,8 @@ def _routine_card(
     if suggestions:
         card["suggestions"] = suggestions
         card["selectionBehavior"] = "any"
-    card["overrideReasons"] = [
-        {"system": c.system, "code": c.code, "display": c.display}
-        for c in kb.themes["emergency"].override_reasons
-    ]
-    return OrderCard(card, rule, tuple(dict.fromkeys(evidence)), tuple(ids))
+    card["overrideReasons"] = override_reasons
+    return card
 
 
 def _early_imaging_card(
@@ -300,19 +315,10 @@ def _early_imaging_card(
         *_why(kb, rule),
     ]
     suggestions = [_delete(o, card_uuid, rule) for o in orders if o.has_id]
-    card: dict[str, Any] = {
-        "uuid": card_uuid,
-        "summary": _summary(rule, orders),
-        "indicator": rule.indicator,
-        "detail": "\n".join(lines).strip() + "\n",
-        "source": _source(kb, rule),
-    }
-    if suggestions:
-        card["suggestions"] = suggestions
-        card["selectionBehavior"] = "any"
-    card["overrideReasons"] = [
+    reasons = [
         {"system": rule.override_system, "code": c, "display": d} for c, d in rule.override_reasons
     ]
+    card = _card_json(kb, rule, orders, card_uuid, lines, suggestions, reasons)
     ids = tuple((s["uuid"], f"{rule.id}:delete") for s in suggestions)
     return OrderCard(card, rule, (), ids)
 
