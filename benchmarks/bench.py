@@ -37,7 +37,7 @@ import uuid_utils
 from benchmarks.charts import hook_request
 from cds_service.core.envelope import parse_envelope
 from cds_service.core.pipeline import decide
-from cds_service.gather import gather_patient_data
+from cds_service.data_access.gather import gather_patient_data
 from cds_service.knowledge_files import load_knowledge
 from cds_service.settings import PROJECT_ROOT, Settings
 from cds_service.web.body import json_depth, parse_json

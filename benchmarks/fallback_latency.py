@@ -29,10 +29,10 @@ from typing import Any
 import requests
 
 from cds_service import Settings, create_app
-from cds_service.db import upgrade
 from cds_service.knowledge_files import load_knowledge
-from cds_service.local_search import prefetch_for
 from cds_service.settings import PROJECT_ROOT
+from cds_service.storage.database import upgrade
+from cds_service.tester_tools.local_search import prefetch_for
 from cds_service.web.state import EXTENSION_KEY
 
 SERVER_DIR = PROJECT_ROOT / "tests" / "fhir-server"

@@ -33,10 +33,10 @@ import requests
 from sqlalchemy.engine import make_url
 
 from cds_service import Settings, create_app
-from cds_service.db import upgrade
 from cds_service.knowledge_files import load_knowledge
-from cds_service.samples import load_index, sample_request
 from cds_service.settings import PROJECT_ROOT
+from cds_service.storage.database import upgrade
+from cds_service.tester_tools.samples import load_index, sample_request
 from cds_service.web.state import EXTENSION_KEY
 
 SERVICE = "back-spasm-patient-view"

@@ -26,10 +26,10 @@ from typing import Any
 from sqlalchemy import func, select
 
 from cds_service import Settings, create_app
-from cds_service.db import make_engine, upgrade
 from cds_service.knowledge_files import load_knowledge
-from cds_service.memory.models import ServiceCall
-from cds_service.samples import load_index, sample_request
+from cds_service.storage.database import make_engine, upgrade
+from cds_service.storage.models import ServiceCall
+from cds_service.tester_tools.samples import load_index, sample_request
 from cds_service.web.state import EXTENSION_KEY
 
 #: Relative weights of the charts: most charts opened have nothing for this service to say,

@@ -10,10 +10,10 @@ from collections.abc import Callable
 
 from flask import Flask
 
-from .db import make_engine
-from .fhir_client import FhirClient
+from .data_access.fhir_client import FhirClient
 from .knowledge_files import load_knowledge
 from .settings import Settings
+from .storage.database import make_engine
 
 __all__ = ["Settings", "create_app"]
 
@@ -42,7 +42,7 @@ def create_app(
     settings: Settings | None = None, *, clock: Callable[[], dt.datetime] | None = None
 ) -> Flask:
     """The service application. Knowledge is loaded and compiled once, here."""
-    from .memory.audit_trail import start_audit_trail
+    from .storage.audit_trail import start_audit_trail
     from .web import about, discovery, feedback, ops, services
     from .web.audit import init_audit
     from .web.errors import register_error_handlers

@@ -11,7 +11,7 @@ import click
 from .settings import Settings
 
 if TYPE_CHECKING:
-    from .tester import InProcessService
+    from .tester_tools.tester import InProcessService
 
 
 @click.group(context_settings={"max_content_width": 100})
@@ -157,7 +157,7 @@ def samples_list() -> None:
     """List the sample charts and what a clinician expects of each."""
     from tabulate import tabulate
 
-    from .samples import load_index
+    from .tester_tools.samples import load_index
 
     _, charts = load_index()
     rows = [(c.name, c.patient_id, ", ".join(c.indicators) or "no card") for c in charts]
@@ -179,7 +179,7 @@ def samples_request(chart_name: str, hook: str | None, today: object) -> None:
     import json
 
     from .knowledge_files import load_knowledge
-    from .samples import load_index, sample_request
+    from .tester_tools.samples import load_index, sample_request
 
     _, charts = load_index()
     chart = next((c for c in charts if c.name == chart_name), None)
@@ -200,7 +200,7 @@ def samples_load(fhir_server: str, token: str | None, charts: tuple[str, ...]) -
     """Load the sample charts, dated today, into a FHIR R4 server (one transaction each)."""
     import datetime as dt
 
-    from .tester import TesterError, load_samples
+    from .tester_tools.tester import TesterError, load_samples
 
     today = dt.datetime.now(dt.UTC).date()
     count = total = 0
@@ -227,8 +227,8 @@ def _in_process_service(fhir_server: str) -> InProcessService:
     import tempfile
 
     from . import create_app
-    from .db import upgrade
-    from .tester import InProcessService
+    from .storage.database import upgrade
+    from .tester_tools.tester import InProcessService
 
     folder = Path(tempfile.mkdtemp(prefix="cds-service-try-"))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
@@ -305,8 +305,8 @@ def try_command(
 ) -> None:
     """Act as an EHR: call the service for one patient of a FHIR server and show the cards."""
     from .knowledge_files import load_knowledge
-    from .samples import DraftOrdersError, read_draft_orders
-    from .tester import RemoteService, Service, TesterError, render_cards, try_service
+    from .tester_tools.samples import DraftOrdersError, read_draft_orders
+    from .tester_tools.tester import RemoteService, Service, TesterError, render_cards, try_service
 
     hooks = load_knowledge(Settings().knowledge_dir).hooks
     if draft_orders is not None and "bundle" not in hooks[hook].data.values():
@@ -346,7 +346,7 @@ def db() -> None:
 @click.option("--revision", default="head", show_default=True, help="Target schema revision.")
 def db_upgrade(revision: str) -> None:
     """Bring the database to the current schema (creating it if needed)."""
-    from .db import current_revision, make_engine, upgrade
+    from .storage.database import current_revision, make_engine, upgrade
 
     url = Settings().resolved_database_url()
     try:
@@ -376,8 +376,8 @@ def db_upgrade(revision: str) -> None:
 )
 def db_purge(days: int | None, batch_size: int) -> None:
     """Remove audit records and feedback past the retention period, in bounded batches."""
-    from .db import make_engine, schema_problem
-    from .memory.retention import cutoff_for, purge
+    from .storage.database import make_engine, schema_problem
+    from .storage.retention import cutoff_for, purge
 
     settings = Settings()
     days = days or settings.retention_days
@@ -451,9 +451,9 @@ def report(
     import datetime as dt
 
     from .core.knowledge import KnowledgeError
-    from .db import make_engine, schema_problem
     from .knowledge_files import load_knowledge
-    from .memory.report import RENDERERS, build_report
+    from .storage.database import make_engine, schema_problem
+    from .storage.report import RENDERERS, build_report
 
     first = since.date() if isinstance(since, dt.datetime) else None
     last = until.date() if isinstance(until, dt.datetime) else None

@@ -20,11 +20,11 @@ from typing import Any
 
 from .auth.clients import TrustedClientsError, load_trusted_clients
 from .core.knowledge import KnowledgeError
-from .db import make_engine, schema_problem
-from .fhir_policy import normalise_base
+from .data_access.fhir_policy import normalise_base
 from .knowledge_files import load_knowledge
 from .metrics_dir import prepare_multiprocess_dir
 from .settings import Settings
+from .storage.database import make_engine, schema_problem
 
 log = logging.getLogger("cds_service.server")
 #: Threads per worker process that run the application.

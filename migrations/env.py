@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from alembic import context
 
-from cds_service.db import Base, make_engine
-from cds_service.memory import models as _memory_models  # noqa: F401  (registers the tables)
+from cds_service.storage.database import make_engine
+from cds_service.storage.models import Base
 
 config = context.config
 target_metadata = Base.metadata

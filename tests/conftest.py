@@ -10,9 +10,9 @@ from builders import FIXED_NOW, PATIENT_VIEW
 
 from cds_service import Settings, create_app
 from cds_service.core.knowledge import KnowledgeBase
-from cds_service.db import upgrade
 from cds_service.knowledge_files import load_knowledge
 from cds_service.settings import PROJECT_ROOT
+from cds_service.storage.database import upgrade
 
 #: Real FHIR servers on loopback: the Node FHIR server, a scripted stub, a silent port;
 #: CDS clients with real keys and signed JWTs, and JWKS servers on loopback.

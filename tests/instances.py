@@ -7,7 +7,7 @@ import tempfile
 from functools import cache
 from pathlib import Path
 
-from cds_service.db import upgrade
+from cds_service.storage.database import upgrade
 
 DATABASE_FILE = "cds.sqlite3"
 

@@ -28,7 +28,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from cds_service import Settings, create_app
-from cds_service.db import upgrade
+from cds_service.storage.database import upgrade
 
 ISSUER = "https://ehr.example.org"
 #: the base URL of the Flask test client

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from sqlalchemy.engine import URL, make_url
 
-from cds_service.db import upgrade
+from cds_service.storage.database import upgrade
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "CDS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

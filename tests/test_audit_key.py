@@ -9,9 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from pydantic import ValidationError
 
-from cds_service.memory.audit_trail import DEVELOPMENT_KEY_FILE, audit_secret, development_key
 from cds_service.server import ServeError, _check_audit_key
 from cds_service.settings import Settings
+from cds_service.storage.audit_trail import DEVELOPMENT_KEY_FILE, audit_secret, development_key
 
 KEY = "a-production-secret-of-at-least-32-characters"
 

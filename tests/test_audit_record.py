@@ -10,8 +10,8 @@ from builders import FIXED_NOW, TODAY
 
 from cds_service.core.audit import CallFacts, Client, audit_record, patient_key
 from cds_service.core.pipeline import Decision, decide
-from cds_service.memory.models import EvidenceRef, FiredRule, IssuedCard, ServiceCall
-from cds_service.samples import bundle_resources, load_chart, load_index
+from cds_service.storage.models import EvidenceRef, FiredRule, IssuedCard, ServiceCall
+from cds_service.tester_tools.samples import bundle_resources, load_chart, load_index
 
 SECRET = b"k" * 32
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from cds_service.memory.audit_trail import BATCH_SIZE, AuditWriter
+from cds_service.storage.audit_trail import BATCH_SIZE, AuditWriter
 
 
 class Recorder:

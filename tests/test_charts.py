@@ -26,8 +26,8 @@ from cds_service import Settings, create_app
 from cds_service.core.knowledge import KnowledgeBase
 from cds_service.core.order_advice import draft_orders
 from cds_service.core.pipeline import Decision, decide, decide_orders
-from cds_service.local_search import prefetch_for
-from cds_service.samples import (
+from cds_service.tester_tools.local_search import prefetch_for
+from cds_service.tester_tools.samples import (
     CHARTS_DIR,
     Chart,
     bundle_resources,

@@ -22,7 +22,7 @@ from test_fallback import (  # noqa: F401  (fixtures)
     seen,
 )
 
-from cds_service.fhir_client import POOL_SIZE
+from cds_service.data_access.fhir_client import POOL_SIZE
 
 DRIP_EVERY_S = 0.2
 

@@ -31,9 +31,9 @@ from instances import migrated_instance
 
 from cds_service import Settings, create_app
 from cds_service.core.envelope import parse_envelope
-from cds_service.fhir_client import FhirClient
-from cds_service.fhir_policy import AccessPolicy
-from cds_service.gather import DataMissing, FhirAccess, PatientData, gather_patient_data
+from cds_service.data_access.fhir_client import FhirClient
+from cds_service.data_access.fhir_policy import AccessPolicy
+from cds_service.data_access.gather import DataMissing, FhirAccess, PatientData, gather_patient_data
 from cds_service.web.caller import Caller, set_caller
 
 LOINC_POTASSIUM = "2823-3"
@@ -186,7 +186,7 @@ def seen(fhir_server) -> Iterator[NodeFhirServer]:
 
 
 def full_prefetch(kb, pid: str, resources: list[dict[str, Any]]) -> dict[str, Any]:
-    from cds_service.local_search import prefetch_for
+    from cds_service.tester_tools.local_search import prefetch_for
 
     return prefetch_for(kb, resources, {"patientId": pid, "userId": "Practitioner/dr-1"}, TODAY)
 
@@ -452,7 +452,7 @@ def test_another_patient_s_entry_is_dropped_and_logged_the_patient_s_own_data_co
         return 200, {}, searchset([other, *own])
 
     stub_server.reply = reply
-    with caplog.at_level(logging.WARNING, logger="cds_service.gather"):
+    with caplog.at_level(logging.WARNING, logger="cds_service.data_access.gather"):
         cards = cards_of(post(client, body_for(red, stub_server.base, "t")))
     assert [c["indicator"] for c in cards] == ["critical"]
     assert "own-ces" in cards[0]["detail"]
@@ -582,7 +582,7 @@ def strip(card: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def loaded_charts(fhir_server):
-    from cds_service.samples import load_chart, load_index
+    from cds_service.tester_tools.samples import load_chart, load_index
 
     _, charts = load_index()
     for chart in charts:
@@ -592,7 +592,7 @@ def loaded_charts(fhir_server):
 
 def chart_ids() -> list[str]:
     """The charts played on patient-view (the order charts' cards are the order hook's)."""
-    from cds_service.samples import load_index
+    from cds_service.tester_tools.samples import load_index
 
     return [c.name for c in load_index()[1] if c.hook == "patient-view"]
 
@@ -601,7 +601,7 @@ def chart_ids() -> list[str]:
 def test_every_chart_gives_the_same_cards_from_prefetch_fallback_and_a_mix(
     client, kb, loaded_charts, fhir_server, name
 ):
-    from cds_service.samples import sample_request
+    from cds_service.tester_tools.samples import sample_request
 
     chart = next(c for c in loaded_charts if c.name == name)
     prefetched = sample_request(kb, chart, TODAY)
@@ -627,7 +627,7 @@ def test_the_charts_are_not_all_quiet(loaded_charts):
 
 def test_dates_roll_with_the_clock(tmp_path, kb, fhir_server):
     """A chart loaded as of another day still answers the same through the fallback."""
-    from cds_service.samples import load_chart, load_index
+    from cds_service.tester_tools.samples import load_chart, load_index
 
     later = FIXED_NOW + dt.timedelta(days=30)
     chart = next(c for c in load_index()[1] if c.name == "ces-new-urinary-retention")

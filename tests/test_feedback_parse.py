@@ -15,7 +15,7 @@ from cds_service.core.feedback import (
     parse_feedback,
     parse_timestamp,
 )
-from cds_service.memory.models import Feedback
+from cds_service.storage.models import Feedback
 
 REASON_SYSTEM = "https://back-spasm-cds.org/fhir/CodeSystem/override-reason"
 CARD = "9368d37b-283f-44a0-93ea-547cebab93ed"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from cds_service.fhir_policy import AccessPolicy, is_loopback, is_under, normalise_base
+from cds_service.data_access.fhir_policy import AccessPolicy, is_loopback, is_under, normalise_base
 from cds_service.settings import Settings
 
 

@@ -17,8 +17,8 @@ from cds_service.core.findings import MEASURE_ELEMENTS, _interpretation_codes, _
 from cds_service.core.labs import read_measure
 from cds_service.core.lean_measure import lean_observation
 from cds_service.knowledge_files import load_knowledge
-from cds_service.samples import CHARTS_DIR
 from cds_service.settings import Settings
+from cds_service.tester_tools.samples import CHARTS_DIR
 
 KB = load_knowledge(Settings().knowledge_dir)
 MEASURES = list(KB.measures.values())

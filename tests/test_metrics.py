@@ -17,9 +17,9 @@ from served import refusal, serve, upgrade_database
 from test_server import sample_request
 
 from cds_service import Settings, create_app
-from cds_service.db import upgrade
 from cds_service.metrics import jwt_reason_class, missing_reason_class
 from cds_service.metrics_dir import MULTIPROC_ENV, prepare_multiprocess_dir
+from cds_service.storage.database import upgrade
 from cds_service.web.state import EXTENSION_KEY
 
 AUDIT_KEY = "test-audit-key-0123456789abcdef-0123456789"

@@ -28,7 +28,7 @@ from werkzeug.test import TestResponse
 
 from cds_service import Settings, create_app
 from cds_service.core.orders import suggestion_uuid
-from cds_service.db import upgrade
+from cds_service.storage.database import upgrade
 
 SPEC_PATH = Path(__file__).resolve().parent.parent / "openapi.yaml"
 NOW = dt.datetime(2025, 6, 10, 9, 0, tzinfo=dt.UTC)

@@ -20,7 +20,8 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from cds_service.auth.replay import ReplayGuard
-from cds_service.db import DatabaseUnavailable, SeenToken, make_engine, upgrade
+from cds_service.storage.database import DatabaseUnavailable, make_engine, upgrade
+from cds_service.storage.models import SeenToken
 
 ISSUER = "https://ehr.example.org"
 

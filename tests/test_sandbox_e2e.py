@@ -27,8 +27,8 @@ import requests
 import yaml
 from served import free_port, serve, upgrade_database
 
-from cds_service.samples import load_chart, load_index
 from cds_service.settings import PROJECT_ROOT
+from cds_service.tester_tools.samples import load_chart, load_index
 
 pytestmark = pytest.mark.sandbox
 

@@ -288,7 +288,7 @@ def test_selection_behavior_follows_the_groups(kb):
 
 
 def test_try_prints_the_suggested_orders(call):
-    from cds_service.tester import TryCall, render_cards
+    from cds_service.tester_tools.tester import TryCall, render_cards
 
     card = ces_cards(call)[0]
     lines = render_cards(TryCall("svc", ("conditions",), [card]), PATIENT_ID, width=100)

@@ -19,8 +19,8 @@ from fhir_servers import NodeFhirServer
 from served import CDS, free_port, serve, upgrade_database
 
 from cds_service.cli import main
-from cds_service.samples import load_index
-from cds_service.tester import TryCall, render_cards
+from cds_service.tester_tools.samples import load_index
+from cds_service.tester_tools.tester import TryCall, render_cards
 
 CHARTS = {c.name: c for c in load_index()[1]}
 CRITICAL = CHARTS["ces-new-urinary-retention"]

@@ -26,8 +26,8 @@ from jwt_clients import DISCOVERY, FEEDBACK, LOCAL, PATIENT_VIEW, bearer, genera
 
 from cds_service import Settings, create_app
 from cds_service.auth.clients import TrustedClientsError, load_trusted_clients
-from cds_service.db import upgrade
 from cds_service.settings import PROJECT_ROOT
+from cds_service.storage.database import upgrade
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SANDBOX_ISSUER = "https://sandbox.cds-hooks.org"

@@ -1,10 +1,10 @@
 """JWT replay protection: a `jti` is accepted once per issuer within the token's lifetime.
 
-The `seen_tokens` table (`cds_service.db.SeenToken`) is shared by every worker and instance on
-the same database. A token is claimed with one atomic statement, an upsert on the primary key
-(issuer, jti): a new pair is inserted; an existing pair is taken over only when its row has
-expired; otherwise nothing changes and the token is a replay. Two concurrent claims of one
-`jti` cannot both succeed, in one process or across many.
+The `seen_tokens` table (`cds_service.storage.models.SeenToken`) is shared by every worker and
+instance on the same database. A token is claimed with one atomic statement, an upsert on the
+primary key (issuer, jti): a new pair is inserted; an existing pair is taken over only when its
+row has expired; otherwise nothing changes and the token is a replay. Two concurrent claims of
+one `jti` cannot both succeed, in one process or across many.
 
 When the database cannot be reached the guard raises `DatabaseUnavailable`: the caller must
 refuse the request (the web layer answers 503), never accept it unchecked.
@@ -25,7 +25,8 @@ from sqlalchemy import Engine, delete
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
-from ..db import DatabaseUnavailable, SeenToken
+from ..storage.database import DatabaseUnavailable
+from ..storage.models import SeenToken
 
 log = logging.getLogger(__name__)
 _INSERTS: dict[str, Callable[..., Any]] = {

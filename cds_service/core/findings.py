@@ -28,7 +28,7 @@ from .dates import Limits, abatement_day, birth_date, onset_span, parse_day
 from .knowledge import Coding, KnowledgeBase
 from .labs import Reading, read_measure
 from .lean_measure import lean_observation
-from .records import patient_id_of, resource_reference
+from .references import patient_id_of, resource_reference
 
 #: The FHIR models parsed here (results only); built at start-up so the first call is not slower.
 MODELS = {"Observation": Observation}

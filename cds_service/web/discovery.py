@@ -7,7 +7,7 @@ from typing import Any
 from flask import Blueprint, Response
 
 from ..core.knowledge import KnowledgeBase
-from ..core.prefetch import discovery_prefetch
+from ..data_access.prefetch import discovery_prefetch
 from .responses import json_response
 from .state import state
 

@@ -23,8 +23,8 @@ from ..core.feedback import (
 )
 from ..core.orders import suggestion_uuid
 from ..core.outcome import invalid_outcome
-from ..db import DatabaseUnavailable
-from ..memory.feedback_store import issued_suggestions, store_feedback
+from ..storage.database import DatabaseUnavailable
+from ..storage.feedback_store import issued_suggestions, store_feedback
 from .audit import current_client
 from .body import BodyError, read_json_body
 from .responses import error_response, json_response, unknown_service

@@ -12,8 +12,8 @@ from ..core.envelope import EnvelopeError, HookRequest, parse_envelope
 from ..core.order_advice import draft_orders
 from ..core.outcome import missing_data_outcome
 from ..core.pipeline import Decision, decide, decide_orders
-from ..fhir_policy import AccessPolicy
-from ..gather import DataMissing, FhirAccess, TooManyResources, gather_patient_data
+from ..data_access.fhir_policy import AccessPolicy
+from ..data_access.gather import DataMissing, FhirAccess, TooManyResources, gather_patient_data
 from .audit import note_decision, note_request
 from .body import BodyError, read_json_body
 from .caller import current_caller

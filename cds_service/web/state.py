@@ -10,9 +10,9 @@ from flask import current_app
 from sqlalchemy import Engine
 
 from ..core.knowledge import KnowledgeBase
-from ..fhir_client import FhirClient
-from ..memory.audit_trail import AuditTrail
+from ..data_access.fhir_client import FhirClient
 from ..settings import Settings
+from ..storage.audit_trail import AuditTrail
 
 EXTENSION_KEY = "cds_service"
 

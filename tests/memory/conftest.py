@@ -19,7 +19,7 @@ from sqlalchemy import Engine, create_engine, func, select
 from tcp_proxy import TcpProxy
 
 from cds_service import Settings, create_app
-from cds_service.db import upgrade
+from cds_service.storage.database import upgrade
 from cds_service.web.state import EXTENSION_KEY, ServiceState
 
 #: 32+ characters, as the setting requires

@@ -13,8 +13,8 @@ from conftest import TEST_AUDIT_KEY
 from served import serve
 
 from cds_service.knowledge_files import load_knowledge
-from cds_service.samples import load_index, sample_request
 from cds_service.settings import PROJECT_ROOT
+from cds_service.tester_tools.samples import load_index, sample_request
 
 
 @contextmanager

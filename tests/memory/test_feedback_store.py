@@ -16,9 +16,9 @@ from sqlalchemy import select
 from cds_service import Settings, create_app
 from cds_service.core.audit import AuditRecord, CallFacts, audit_record
 from cds_service.core.orders import suggestion_uuid
-from cds_service.db import upgrade
-from cds_service.memory.audit_trail import write_records
-from cds_service.memory.models import Feedback
+from cds_service.storage.audit_trail import write_records
+from cds_service.storage.database import upgrade
+from cds_service.storage.models import Feedback
 from cds_service.web.caller import Caller, set_caller
 
 FEEDBACK = f"/cds-services/{PATIENT_VIEW}/feedback"

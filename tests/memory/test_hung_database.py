@@ -18,8 +18,8 @@ from scratch_db import scratch_database
 from tcp_proxy import TcpProxy
 
 from cds_service import Settings, create_app
-from cds_service.db import upgrade
-from cds_service.memory.models import Feedback
+from cds_service.storage.database import upgrade
+from cds_service.storage.models import Feedback
 
 WAIT_S = 1.0
 #: a wait bounded by WAIT_S: a ping, a statement and a commit can each take it, plus a loaded

@@ -16,7 +16,7 @@ import requests
 from serving import red_flag_request, serving
 from sqlalchemy import select
 
-from cds_service.memory.models import Feedback, ServiceCall
+from cds_service.storage.models import Feedback, ServiceCall
 
 SERVICE = "back-spasm-patient-view"
 #: over HTTP on loopback a call takes milliseconds; a database wait would cost seconds

@@ -8,9 +8,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import insert, inspect, select
 
-from cds_service.db import (
-    Base,
-    SeenToken,
+from cds_service.storage.database import (
     current_revision,
     downgrade,
     head_revision,
@@ -18,7 +16,7 @@ from cds_service.db import (
     schema_problem,
     upgrade,
 )
-from cds_service.memory import models  # noqa: F401  (registers the memory's tables)
+from cds_service.storage.models import Base, SeenToken
 
 HEAD = "0003_issued_suggestions"
 MEMORY_TABLES = {

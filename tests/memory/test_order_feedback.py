@@ -8,8 +8,8 @@ from conftest import flush
 from sqlalchemy import select
 from test_order_hooks import mri, order_body
 
-from cds_service.memory.models import IssuedSuggestion
-from cds_service.memory.report import build_report
+from cds_service.storage.models import IssuedSuggestion
+from cds_service.storage.report import build_report
 
 SERVICE = "/cds-services/back-spasm-order-sign"
 STAT = "routine-order-despite-red-flags:stat"

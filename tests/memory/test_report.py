@@ -16,8 +16,9 @@ from conftest import flush
 
 from cds_service.cli import main
 from cds_service.core.orders import suggestion_uuid
-from cds_service.db import upgrade
-from cds_service.memory.report import (
+from cds_service.settings import PROJECT_ROOT
+from cds_service.storage.database import upgrade
+from cds_service.storage.report import (
     DAY_MS,
     Outcome,
     Override,
@@ -30,7 +31,6 @@ from cds_service.memory.report import (
     rule_summaries,
     top_reasons,
 )
-from cds_service.settings import PROJECT_ROOT
 
 REASON_SYSTEM = "https://back-spasm-cds.org/fhir/CodeSystem/override-reason"
 RULE = "new-bladder-or-bowel-loss"

@@ -14,7 +14,7 @@ from conftest import TEST_AUDIT_KEY, flush, service_state
 
 from cds_service import Settings, create_app
 from cds_service.cli import main
-from cds_service.memory.models import (
+from cds_service.storage.models import (
     EvidenceRef,
     Feedback,
     FiredRule,
@@ -22,7 +22,7 @@ from cds_service.memory.models import (
     IssuedSuggestion,
     ServiceCall,
 )
-from cds_service.memory.retention import purge
+from cds_service.storage.retention import purge
 
 TABLES = {
     "service_calls": ServiceCall,

@@ -7,8 +7,8 @@ from conftest import flush
 from sqlalchemy import select
 
 from cds_service.core.orders import suggestion_uuid
-from cds_service.memory.models import Feedback, IssuedSuggestion
-from cds_service.memory.report import build_report
+from cds_service.storage.models import Feedback, IssuedSuggestion
+from cds_service.storage.report import build_report
 
 FEEDBACK = "/cds-services/back-spasm-patient-view/feedback"
 

@@ -1,4 +1,7 @@
-"""Tables of the audit trail and of feedback (Alembic revision `0002_audit_feedback`).
+"""Every table of the service, migrated by Alembic (`migrations/versions/`).
+
+`SeenToken` holds the client JWT ids already accepted (revision `0001_seen_tokens`); the others
+are the audit trail and feedback (`0002_audit_feedback`, `0003_issued_suggestions`).
 
 A service call has the cards it issued; each card has the rules that fired for its theme, and each
 rule its evidence references. Feedback refers to a card by the uuid the client sends, which need
@@ -23,9 +26,22 @@ from sqlalchemy import (
     String,
     Text,
 )
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from ..db import Base
+
+class Base(DeclarativeBase):
+    pass
+
+
+class SeenToken(Base):
+    """A client JWT `jti` already accepted: a second use within its lifetime is a replay."""
+
+    __tablename__ = "seen_tokens"
+
+    issuer: Mapped[str] = mapped_column(String(512), primary_key=True)
+    jti: Mapped[str] = mapped_column(String(256), primary_key=True)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+
 
 #: An auto-incrementing 64-bit key (SQLite only auto-increments INTEGER PRIMARY KEY).
 BIG_ID = BigInteger().with_variant(Integer(), "sqlite")

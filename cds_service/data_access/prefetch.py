@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from .knowledge import KnowledgeBase, PrefetchKey
+from ..core.knowledge import KnowledgeBase, PrefetchKey
 
 TOKEN = re.compile(r"\{\{\s*context\.([A-Za-z]+)\s*\}\}")
 _ERROR_SEVERITIES = {"fatal", "error"}

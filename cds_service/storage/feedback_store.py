@@ -15,7 +15,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 
-from ..db import DatabaseUnavailable
+from .database import DatabaseUnavailable
 from .models import Feedback, IssuedCard, IssuedSuggestion
 
 _MATCH = "match_card"

@@ -8,7 +8,6 @@ that must be shared lives in process memory. The schema is managed by Alembic (`
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import socket
 import time
@@ -18,30 +17,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import DateTime, Engine, String, create_engine
+from sqlalchemy import Engine, create_engine
 from sqlalchemy import event as sa_event
 from sqlalchemy.exc import DisconnectionError
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.pool import NullPool, QueuePool
 
-from .deadlines import DEADLINES
-from .settings import PROJECT_ROOT
+from ..deadlines import DEADLINES
+from ..settings import PROJECT_ROOT
 
 MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class SeenToken(Base):
-    """A client JWT `jti` already accepted: a second use within its lifetime is a replay."""
-
-    __tablename__ = "seen_tokens"
-
-    issuer: Mapped[str] = mapped_column(String(512), primary_key=True)
-    jti: Mapped[str] = mapped_column(String(256), primary_key=True)
-    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 
 class DatabaseUnavailable(Exception):

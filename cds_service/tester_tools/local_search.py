@@ -14,9 +14,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
-from .core.knowledge import KnowledgeBase
-from .core.prefetch import discovery_template, render_query
-from .core.records import patient_id_of
+from ..core.knowledge import KnowledgeBase
+from ..core.references import patient_id_of
+from ..data_access.prefetch import discovery_template, render_query
 
 
 def _tokens(resource: Mapping[str, Any], element: str) -> set[tuple[str, str]]:

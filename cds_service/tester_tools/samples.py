@@ -19,10 +19,10 @@ from typing import Any
 
 import yaml
 
-from .core.envelope import HookDef
-from .core.knowledge import KnowledgeBase
+from ..core.envelope import HookDef
+from ..core.knowledge import KnowledgeBase
+from ..settings import PROJECT_ROOT
 from .local_search import prefetch_for
-from .settings import PROJECT_ROOT
 
 CHARTS_DIR = PROJECT_ROOT / "examples" / "charts"
 INDEX_FILE = "index.yaml"

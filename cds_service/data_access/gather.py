@@ -22,13 +22,13 @@ from functools import partial
 from typing import Any
 from urllib.parse import unquote, urljoin
 
-from . import metrics
-from .core.envelope import HookRequest
-from .core.knowledge import KnowledgeBase
-from .core.prefetch import KeyData, discovery_template, read_bundle, read_prefetch, render_query
-from .core.records import patient_id_of
+from .. import metrics
+from ..core.envelope import HookRequest
+from ..core.knowledge import KnowledgeBase
+from ..core.references import patient_id_of
 from .fhir_client import FetchError, FhirClient
 from .fhir_policy import AccessPolicy, normalise_base
+from .prefetch import KeyData, discovery_template, read_bundle, read_prefetch, render_query
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from .deadlines import DEADLINES
+from ..deadlines import DEADLINES
 from .fhir_policy import is_under
 
 log = logging.getLogger(__name__)

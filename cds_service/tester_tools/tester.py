@@ -21,8 +21,8 @@ from urllib.parse import quote
 import click
 import requests
 
-from .core.envelope import HookDef
-from .core.prefetch import render_query
+from ..core.envelope import HookDef
+from ..data_access.prefetch import render_query
 from .samples import Chart, bundle_resources, hook_context, load_chart, load_index
 
 FHIR_JSON = "application/fhir+json"

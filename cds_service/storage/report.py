@@ -763,7 +763,7 @@ def render_html(report: Report) -> str:
         for i, f in enumerate(figures)
     ]
     environment = jinja2.Environment(
-        loader=jinja2.PackageLoader("cds_service.memory", "templates"),
+        loader=jinja2.PackageLoader("cds_service.storage", "templates"),
         autoescape=jinja2.select_autoescape(default=True),
     )
     template = environment.get_template("report.html")
