@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import jsonschema
 
+from ..codes import KNOWLEDGE_SYSTEMS
 from ..envelope import HookDef
+from ..order_kinds import OrderAdvice
 from .model import (
     Criterion,
     Guideline,
     KnowledgeBase,
     Measure,
     PrefetchKey,
+    Requirement,
     Rule,
     Service,
     Theme,
@@ -220,3 +224,107 @@ def topic_problems(themes: Mapping[str, Theme], about: Mapping[str, Any]) -> lis
         for t in themes.values()
         if t.topic and (t.topic.system != system["url"] or t.topic.code not in system["concepts"])
     ]
+
+
+def policy_problems(doc: Mapping[str, Any]) -> list[str]:
+    """A recurring clinical status must also be an active one."""
+    active = set(doc["conditions"]["active_clinical"])
+    return [
+        f"policy.yaml: conditions: recurring status {s!r} is not in active_clinical"
+        for s in doc["conditions"]["recurring_clinical"]
+        if s not in active
+    ]
+
+
+@dataclass(frozen=True)
+class Reads:
+    """What a service's rules read, each thing with the first rule that reads it."""
+
+    valuesets: Mapping[str, str]
+    measures: Mapping[str, str]
+    #: the first rule that reads the patient's age (Patient.birthDate), if any
+    age: str | None = None
+
+
+def _rule_requirements(rule: Rule) -> Iterable[Requirement]:
+    """Every requirement of a rule, its alternatives' included."""
+    todo = list(rule.requires + rule.none_of + rule.explain)
+    while todo:
+        requirement = todo.pop(0)
+        todo += requirement.any_of
+        yield requirement
+
+
+def service_reads(service: Service, rules: Iterable[Rule], advice: OrderAdvice) -> Reads:
+    """What the rules a service runs read: every rule of the knowledge, and for an order service
+    the value sets of the order advice's rules too."""
+    valuesets: dict[str, str] = {}
+    measures: dict[str, str] = {}
+    age: str | None = None
+    for rule in rules:
+        where = f"rules/{rule.id}"
+        requirements = list(_rule_requirements(rule))
+        for vs in rule.valuesets + tuple(v for r in requirements for v in r.valuesets):
+            valuesets.setdefault(vs, where)
+        for measure in rule.measures + tuple(m for r in requirements for m in r.measures):
+            measures.setdefault(measure, where)
+        if age is None and any(
+            r.age_over is not None or r.age_under is not None for r in requirements
+        ):
+            age = where
+    if service.advice == "orders":
+        for order_rule in advice.rules:
+            for vs in order_rule.episode_valuesets:
+                valuesets.setdefault(vs, f"order-advice/{order_rule.id}")
+    return Reads(valuesets, measures, age)
+
+
+def _template_type(key: PrefetchKey) -> str:
+    """The resource type a prefetch template fetches (`Observation?...`, `Patient/...`)."""
+    return re.split(r"[/?]", key.template, maxsplit=1)[0]
+
+
+def reads_problems(
+    service: Service,
+    reads: Reads,
+    valuesets: Mapping[str, ValueSet],
+    measures: Mapping[str, Measure],
+    services_doc: Mapping[str, Any],
+) -> list[str]:
+    """Every value set, measure or age the service's rules read must be fetched by one of its
+    prefetch keys: a value set by a key of a resource type its codes are recorded in, a measure
+    by a key whose template holds its category's code placeholder."""
+    where = f"services.yaml: {service.id}"
+    fetched = {_template_type(k) for k in service.prefetch.values()}
+    record_types = {KNOWLEDGE_SYSTEMS[s]: set(t) for s, t in services_doc["record_types"].items()}
+    problems = []
+    for vs_id, rule in reads.valuesets.items():
+        if vs_id not in valuesets:
+            continue  # reported as an unknown value set
+        types = set().union(*(record_types.get(c.system, set()) for c in valuesets[vs_id].codes))
+        if types and not types & fetched:
+            problems.append(
+                f"{where}: {rule} reads value set {vs_id!r} from {', '.join(sorted(types))}, "
+                "which none of its prefetch keys fetches"
+            )
+    placeholders = {cat: name for name, cat in services_doc["code_placeholders"].items()}
+    for measure_id, rule in reads.measures.items():
+        if measure_id not in measures:
+            continue
+        placeholder = "{" + placeholders.get(measures[measure_id].category, "?") + "}"
+        if not any(placeholder in k.template for k in service.prefetch.values()):
+            problems.append(
+                f"{where}: {rule} reads measure {measure_id!r}, which none of its prefetch keys "
+                f"fetches (no template holds {placeholder})"
+            )
+    if reads.age is not None and "Patient" not in fetched:
+        problems.append(
+            f"{where}: {reads.age} reads the patient's age, but no prefetch key fetches Patient"
+        )
+    problems += [
+        f"{where}: prefetch {key}: {{{name}}} stands for no measure the service's rules read"
+        for key, p in service.prefetch.items()
+        for name, codes in service.codes.items()
+        if f"{{{name}}}" in p.template and not codes
+    ]
+    return problems

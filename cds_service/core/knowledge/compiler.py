@@ -18,12 +18,16 @@ from ..envelope import ContextField, HookDef
 from ..order_kinds import EMPTY_ADVICE, compile_order_advice
 from ..orders import EMPTY_CATALOG, compile_orders
 from .checks import (
+    Reads,
     criteria_problems,
     expansion_problems,
+    policy_problems,
     prefetch_problems,
+    reads_problems,
     reference_problems,
     schema_problems,
     service_problems,
+    service_reads,
     summary_problems,
     topic_problems,
 )
@@ -33,6 +37,7 @@ from .model import (
     Criterion,
     Episodes,
     Guideline,
+    Interpretations,
     KnowledgeBase,
     KnowledgeError,
     Measure,
@@ -179,7 +184,13 @@ def _compile_rule(
     )
 
 
-def _compile_measure(measure_id: str, doc: Mapping[str, Any]) -> Measure:
+def _compile_interpretations(doc: Mapping[str, Any]) -> Interpretations:
+    return Interpretations(**{flag: frozenset(codes) for flag, codes in doc.items()})
+
+
+def _compile_measure(
+    measure_id: str, doc: Mapping[str, Any], interpretations: Interpretations
+) -> Measure:
     return Measure(
         id=measure_id,
         title=doc["title"],
@@ -201,6 +212,7 @@ def _compile_measure(measure_id: str, doc: Mapping[str, Any]) -> Measure:
         ),
         critical_below=_critical(doc, "below"),
         critical_source=_critical(doc, "source"),
+        interpretations=interpretations,
     )
 
 
@@ -233,6 +245,7 @@ def _compile_theme(
             article=tuple(q["article"]),
             guideline=q.get("guideline"),
             guideline_questions=tuple(q.get("guideline_questions", ())),
+            guideline_heading=q.get("guideline_heading"),
         )
         if q
         else None,
@@ -254,6 +267,11 @@ def _compile_policy(doc: Mapping[str, Any]) -> Policy:
         excluded_medication_status=frozenset(doc["medications"]["excluded_status"]),
         ended_medication_status=frozenset(doc["medications"]["ended_status"]),
         medication_recent_days=doc["medications"]["recent_days"],
+        active_clinical=frozenset(doc["conditions"]["active_clinical"]),
+        recurring_clinical=frozenset(doc["conditions"]["recurring_clinical"]),
+        unqualified_verification=frozenset(doc["conditions"]["unqualified_verification"]),
+        qualified_observation_status=frozenset(doc["observations"]["qualified_status"]),
+        active_medication_status=frozenset(doc["medications"]["active_status"]),
     )
 
 
@@ -282,6 +300,7 @@ def compile_knowledge(docs: Mapping[str, Any]) -> KnowledgeBase:
     }
 
     policy_doc = docs["policy"]
+    problems += policy_problems(policy_doc)
     reasons = {
         code: Coding(policy_doc["override_reason_system"], code, display)
         for code, display in policy_doc["override_reasons"].items()
@@ -298,7 +317,8 @@ def compile_knowledge(docs: Mapping[str, Any]) -> KnowledgeBase:
             if r not in reasons
         ]
 
-    measures = {mid: _compile_measure(mid, m) for mid, m in docs["labs"]["measures"].items()}
+    flags = _compile_interpretations(docs["labs"]["interpretations"])
+    measures = {mid: _compile_measure(mid, m, flags) for mid, m in docs["labs"]["measures"].items()}
     src = docs["sources"]
     guidelines = {
         gid: Guideline(
@@ -358,18 +378,18 @@ def compile_knowledge(docs: Mapping[str, Any]) -> KnowledgeBase:
     }
     problems += prefetch_problems(prefetch)
     hooks = _compile_hooks(docs["hooks"]) if "hooks" in docs else {}
-    services = {
-        s["id"]: Service(
-            s["id"],
-            s["hook"],
-            s["title"],
-            " ".join(s["description"].split()),
-            " ".join(s["usage_requirements"].split()) if s.get("usage_requirements") else None,
-            tuple(s.get("prefetch", prefetch)),
-            s.get("advice", "patient"),
-        )
-        for s in docs["services"]["services"]
-    }
+    advice = EMPTY_ADVICE
+    if "order-advice" in docs:
+        advice, found = compile_order_advice(docs["order-advice"], set(themes), guidelines)
+        problems += found
+    services = {}
+    placeholders = docs["services"]["code_placeholders"]
+    for doc in docs["services"]["services"]:
+        service = _compile_service(doc, prefetch)
+        reads = service_reads(service, rules, advice)
+        service = dataclasses.replace(service, codes=_codes(reads, measures, placeholders))
+        problems += reads_problems(service, reads, valuesets, measures, docs["services"])
+        services[service.id] = service
     if len(services) != len(docs["services"]["services"]):
         problems.append("services.yaml: duplicate service id")
     problems += service_problems(services, hooks, prefetch)
@@ -379,10 +399,6 @@ def compile_knowledge(docs: Mapping[str, Any]) -> KnowledgeBase:
         problems += found
     about = docs.get("about", {})
     problems += topic_problems(themes, about)
-    advice = EMPTY_ADVICE
-    if "order-advice" in docs:
-        advice, found = compile_order_advice(docs["order-advice"], set(themes), guidelines)
-        problems += found
     if problems:
         raise KnowledgeError(problems)
 
@@ -413,6 +429,39 @@ def compile_knowledge(docs: Mapping[str, Any]) -> KnowledgeBase:
         about=MappingProxyType(dict(about)),
         hooks=MappingProxyType(hooks),
         order_advice=advice,
+    )
+
+
+def _compile_service(doc: Mapping[str, Any], prefetch: Mapping[str, PrefetchKey]) -> Service:
+    """A service of services.yaml, its code placeholders not yet derived (see `_codes`)."""
+    usage = doc.get("usage_requirements")
+    return Service(
+        doc["id"],
+        doc["hook"],
+        doc["title"],
+        " ".join(doc["description"].split()),
+        " ".join(usage.split()) if usage else None,
+        tuple(doc["prefetch"]),
+        doc.get("advice", "patient"),
+        prefetch=MappingProxyType({k: p for k, p in prefetch.items() if k in doc["prefetch"]}),
+    )
+
+
+def _codes(
+    reads: Reads, measures: Mapping[str, Measure], placeholders: Mapping[str, str]
+) -> Mapping[str, tuple[str, ...]]:
+    """Each code placeholder -> the LOINC codes of the measures of its category the service's
+    rules read, in labs.yaml order."""
+    return MappingProxyType(
+        {
+            name: tuple(
+                code
+                for m in measures.values()
+                if m.category == category and m.id in reads.measures
+                for code in m.codes
+            )
+            for name, category in placeholders.items()
+        }
     )
 
 

@@ -135,6 +135,16 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class Interpretations:
+    """The Observation.interpretation codes a lab's own flag is read from (labs.yaml)."""
+
+    critical_low: frozenset[str] = frozenset()
+    low: frozenset[str] = frozenset()
+    high: frozenset[str] = frozenset()
+    normal: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
 class Measure:
     id: str
     title: str
@@ -156,6 +166,8 @@ class Measure:
     unit_offsets: Mapping[str, float] = field(default_factory=dict)
     #: "laboratory" or "vital-signs": which prefetch query asks for it
     category: str = "laboratory"
+    #: the interpretation codes read as the lab's own flag
+    interpretations: Interpretations = Interpretations()
 
 
 @dataclass(frozen=True)
@@ -164,6 +176,8 @@ class Questions:
     article: tuple[str, ...]
     guideline: str | None
     guideline_questions: tuple[str, ...]
+    #: the heading of the guideline's questions
+    guideline_heading: str | None = None
 
 
 @dataclass(frozen=True)
@@ -195,10 +209,15 @@ class Service:
     title: str
     description: str
     usage_requirements: str | None
-    #: the prefetch keys this service asks for (services.yaml `prefetch`; default all)
+    #: the prefetch keys this service asks for, as services.yaml `prefetch` names them
     prefetch_keys: tuple[str, ...] = ()
     #: "patient": cards about the patient; "orders": advice on the hook's draft orders
     advice: str = "patient"
+    #: its prefetch keys, in the knowledge's order
+    prefetch: Mapping[str, PrefetchKey] = field(default_factory=dict)
+    #: each code placeholder of its templates (`measure_codes`) -> the LOINC codes it stands for:
+    #: those of the measures its rules read, of the placeholder's category, in labs.yaml order
+    codes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -236,6 +255,15 @@ class Policy:
     excluded_medication_status: frozenset[str] = frozenset()
     ended_medication_status: frozenset[str] = frozenset()
     medication_recent_days: int = 90
+    #: clinicalStatus codes of a current condition, and of one that has come back
+    active_clinical: frozenset[str] = frozenset()
+    recurring_clinical: frozenset[str] = frozenset()
+    #: verificationStatus codes shown without a qualifier
+    unqualified_verification: frozenset[str] = frozenset()
+    #: Observation.status codes shown as a qualifier
+    qualified_observation_status: frozenset[str] = frozenset()
+    #: medication status codes of a medicine being taken (counted as active)
+    active_medication_status: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -268,7 +296,7 @@ class KnowledgeBase:
 
     def service_prefetch(self, service: Service) -> dict[str, PrefetchKey]:
         """The prefetch keys one service asks for, in the knowledge's order."""
-        return {k: p for k, p in self.prefetch.items() if k in service.prefetch_keys}
+        return dict(service.prefetch)
 
     def measure_index_display(self, code: str) -> str:
         """The knowledge's display for a measure's LOINC code."""
