@@ -15,7 +15,7 @@ from typing import Any
 
 from ..codes import KNOWLEDGE_SYSTEMS, normalize_code
 from ..envelope import ContextField, HookDef
-from ..order_kinds import EMPTY_ADVICE, compile_order_advice
+from ..order_kinds import EMPTY_ADVICE, OrderAdvice, compile_order_advice
 from ..orders import EMPTY_CATALOG, compile_orders
 from .checks import (
     Reads,
@@ -382,16 +382,9 @@ def compile_knowledge(docs: Mapping[str, Any]) -> KnowledgeBase:
     if "order-advice" in docs:
         advice, found = compile_order_advice(docs["order-advice"], set(themes), guidelines)
         problems += found
-    services = {}
-    placeholders = docs["services"]["code_placeholders"]
-    for doc in docs["services"]["services"]:
-        service = _compile_service(doc, prefetch)
-        reads = service_reads(service, rules, advice)
-        service = dataclasses.replace(service, codes=_codes(reads, measures, placeholders))
-        problems += reads_problems(service, reads, valuesets, measures, docs["services"])
-        services[service.id] = service
-    if len(services) != len(docs["services"]["services"]):
-        problems.append("services.yaml: duplicate service id")
+    services = _compile_services(
+        docs["services"], prefetch, rules, advice, valuesets, measures, problems
+    )
     problems += service_problems(services, hooks, prefetch)
     orders = EMPTY_CATALOG
     if "orders" in docs:
@@ -430,6 +423,30 @@ def compile_knowledge(docs: Mapping[str, Any]) -> KnowledgeBase:
         hooks=MappingProxyType(hooks),
         order_advice=advice,
     )
+
+
+def _compile_services(
+    doc: Mapping[str, Any],
+    prefetch: Mapping[str, PrefetchKey],
+    rules: list[Rule],
+    advice: OrderAdvice,
+    valuesets: Mapping[str, ValueSet],
+    measures: Mapping[str, Measure],
+    problems: list[str],
+) -> dict[str, Service]:
+    """The services of services.yaml, each with the codes its placeholders stand for; a service
+    whose prefetch keys do not fetch what its rules read is a problem."""
+    services = {}
+    for service_doc in doc["services"]:
+        service = _compile_service(service_doc, prefetch)
+        reads = service_reads(service, rules, advice)
+        codes = _codes(reads, measures, doc["code_placeholders"])
+        service = dataclasses.replace(service, codes=codes)
+        problems += reads_problems(service, reads, valuesets, measures, doc)
+        services[service.id] = service
+    if len(services) != len(doc["services"]):
+        problems.append("services.yaml: duplicate service id")
+    return services
 
 
 def _compile_service(doc: Mapping[str, Any], prefetch: Mapping[str, PrefetchKey]) -> Service:
