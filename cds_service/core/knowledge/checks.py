@@ -292,35 +292,63 @@ def reads_problems(
     services_doc: Mapping[str, Any],
 ) -> list[str]:
     """Every value set, measure or age the service's rules read must be fetched by one of its
-    prefetch keys: a value set by a key of a resource type its codes are recorded in, a measure
-    by a key whose template holds its category's code placeholder."""
+    prefetch keys, and every code placeholder of its templates must stand for a measure."""
     where = f"services.yaml: {service.id}"
     fetched = {_template_type(k) for k in service.prefetch.values()}
-    record_types = {KNOWLEDGE_SYSTEMS[s]: set(t) for s, t in services_doc["record_types"].items()}
+    problems = _valueset_problems(where, reads, valuesets, fetched, services_doc["record_types"])
+    problems += _measure_problems(
+        where, service, reads, measures, services_doc["code_placeholders"]
+    )
+    if reads.age is not None and "Patient" not in fetched:
+        problems.append(
+            f"{where}: {reads.age} reads the patient's age, but no prefetch key fetches Patient"
+        )
+    return problems
+
+
+def _valueset_problems(
+    where: str,
+    reads: Reads,
+    valuesets: Mapping[str, ValueSet],
+    fetched: set[str],
+    record_types: Mapping[str, list[str]],
+) -> list[str]:
+    """A value set read must be fetched by a key of a resource type its codes are recorded in."""
+    by_system = {KNOWLEDGE_SYSTEMS[s]: set(t) for s, t in record_types.items()}
     problems = []
     for vs_id, rule in reads.valuesets.items():
         if vs_id not in valuesets:
             continue  # reported as an unknown value set
-        types = set().union(*(record_types.get(c.system, set()) for c in valuesets[vs_id].codes))
+        types = set().union(*(by_system.get(c.system, set()) for c in valuesets[vs_id].codes))
         if types and not types & fetched:
             problems.append(
                 f"{where}: {rule} reads value set {vs_id!r} from {', '.join(sorted(types))}, "
                 "which none of its prefetch keys fetches"
             )
-    placeholders = {cat: name for name, cat in services_doc["code_placeholders"].items()}
+    return problems
+
+
+def _measure_problems(
+    where: str,
+    service: Service,
+    reads: Reads,
+    measures: Mapping[str, Measure],
+    code_placeholders: Mapping[str, str],
+) -> list[str]:
+    """A measure read must be fetched by a key whose template holds its category's placeholder;
+    a placeholder in a template must stand for at least one measure read."""
+    by_category = {category: name for name, category in code_placeholders.items()}
+    templates = [k.template for k in service.prefetch.values()]
+    problems = []
     for measure_id, rule in reads.measures.items():
         if measure_id not in measures:
-            continue
-        placeholder = "{" + placeholders.get(measures[measure_id].category, "?") + "}"
-        if not any(placeholder in k.template for k in service.prefetch.values()):
+            continue  # reported as an unknown measure
+        placeholder = "{" + by_category.get(measures[measure_id].category, "?") + "}"
+        if not any(placeholder in t for t in templates):
             problems.append(
                 f"{where}: {rule} reads measure {measure_id!r}, which none of its prefetch keys "
                 f"fetches (no template holds {placeholder})"
             )
-    if reads.age is not None and "Patient" not in fetched:
-        problems.append(
-            f"{where}: {reads.age} reads the patient's age, but no prefetch key fetches Patient"
-        )
     problems += [
         f"{where}: prefetch {key}: {{{name}}} stands for no measure the service's rules read"
         for key, p in service.prefetch.items()
