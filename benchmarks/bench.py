@@ -78,12 +78,13 @@ def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
 
 def pipeline(kb, settings: Settings, today: dt.date) -> Callable[[bytes], bytes]:
     """Request JSON in, response JSON out: what the service route does, without HTTP."""
+    service = kb.services[SERVICE_PATH.rpartition("/")[2]]
 
     def run(body: bytes) -> bytes:
         if json_depth(body) > settings.max_json_depth:
             raise ValueError("too deep")
-        request = parse_envelope(parse_json(body), kb.hooks["patient-view"])
-        data = gather_patient_data(kb, request, max_resources=settings.max_resources)
+        request = parse_envelope(parse_json(body), kb.hooks[service.hook])
+        data = gather_patient_data(service, request, max_resources=settings.max_resources)
         decision = decide(
             kb,
             data.resources,

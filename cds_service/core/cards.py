@@ -132,7 +132,7 @@ def _questions_section(kb: KnowledgeBase, theme: Theme) -> list[str]:
     lines = ["", f"**Ask** (*{kb.article.title}*)", "", *[f"- {x}" for x in q.article]]
     if q.guideline and q.guideline_questions:
         guideline = kb.guidelines[q.guideline]
-        lines += ["", f"**And for cauda equina syndrome** ({guideline.short})", ""]
+        lines += ["", f"**{q.guideline_heading}** ({guideline.short})", ""]
         lines += [f"- {x}" for x in q.guideline_questions]
     return lines
 

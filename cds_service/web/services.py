@@ -137,9 +137,8 @@ def call_service(service_id: str) -> Response:
         hook_request = parse_envelope(body, s.knowledge.hooks[service.hook])
         note_request(hook_request)
         data = gather_patient_data(
-            s.knowledge,
+            service,
             hook_request,
-            keys=service.prefetch_keys,
             max_resources=s.settings.max_resources,
             fhir=_fhir_access(s),
         )
