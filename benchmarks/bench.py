@@ -35,6 +35,7 @@ import psutil
 import uuid_utils
 
 from benchmarks.charts import hook_request
+from cds_service.core.cards import answer_json
 from cds_service.core.envelope import parse_envelope
 from cds_service.core.pipeline import decide
 from cds_service.data_access.gather import gather_patient_data
@@ -93,7 +94,7 @@ def pipeline(kb, settings: Settings, today: dt.date) -> Callable[[bytes], bytes]
             settings.max_cards,
             lambda: str(uuid_utils.uuid7()),
         )
-        return orjson.dumps({"cards": decision.cards})
+        return orjson.dumps(answer_json(decision.cards))
 
     return run
 
