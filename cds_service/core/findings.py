@@ -647,21 +647,95 @@ def _read_one(ctx: _Context, res: Mapping[str, Any], out: PatientFindings) -> No
 def extract_findings(
     kb: KnowledgeBase, resources: Iterable[Mapping[str, Any]], patient_id: str, today: dt.date
 ) -> PatientFindings:
-    """The patient's findings and measurements; everything else is skipped or ignored."""
+    """The patient's findings and measurements; everything else is skipped or ignored.
+
+    A resource none of whose codes the knowledge reads is passed over unread (`_may_match`):
+    the full reader would find no value set and no measure in it and leave no trace either.
+    """
     resources = list(resources)
     ctx = _call_context(kb, resources, patient_id, today)
     out = PatientFindings(birth_date=ctx.birth, patient_reference=f"Patient/{patient_id}")
+    out.examined = len(resources)
+    known = knowledge_codes(kb)
     for resource in resources:
-        out.examined += 1
-        if type(resource) is not dict or resource.get("resourceType") not in (
-            "Condition",
-            "Observation",
-            *MEDICATION_TYPES,
-        ):
-            continue
-        _read_one(ctx, resource, out)
+        if type(resource) is dict and _may_match(known, resource):
+            _read_one(ctx, resource, out)
     out.findings = merge_findings(out.findings)
     return out
+
+
+@dataclass(frozen=True)
+class KnowledgeCodes:
+    """Every code the knowledge reads (value sets and measures), raw and as `_code_key`s."""
+
+    codes: frozenset[str]
+    keys: frozenset[str]
+
+
+#: Systems whose codes `_lookup` compares exactly (no alias, no ICD-10-CM reformatting).
+_EXACT_SYSTEMS = CANONICAL_SYSTEMS - {ICD10CM}
+_KNOWLEDGE_CODES: dict[int, tuple[KnowledgeBase, KnowledgeCodes]] = {}
+
+
+def knowledge_codes(kb: KnowledgeBase) -> KnowledgeCodes:
+    """The codes of `kb`, computed once per compiled knowledge base."""
+    cached = _KNOWLEDGE_CODES.get(id(kb))
+    if cached is not None and cached[0] is kb:
+        return cached[1]
+    codes = frozenset({code for _, code in kb.code_index} | set(kb.measure_index))
+    known = KnowledgeCodes(codes, frozenset(_code_key(code) for code in codes))
+    if len(_KNOWLEDGE_CODES) >= 8:
+        _KNOWLEDGE_CODES.clear()
+    _KNOWLEDGE_CODES[id(kb)] = (kb, known)
+    return known
+
+
+def _code_key(code: str) -> str:
+    """A code with case, spaces and dots erased: every spelling `normalize_code` reads alike."""
+    return code.strip().upper().replace(" ", "").replace(".", "")
+
+
+def _may_match(known: KnowledgeCodes, res: dict[str, Any]) -> bool:
+    """Whether any coding `_read_one` looks at may hold a code of the knowledge.
+
+    False only when it certainly holds none: every code is a string that is not one of the
+    knowledge's, in no spelling `_lookup` would normalise to one. Anything odd reads fully.
+    """
+    rtype = res.get("resourceType")
+    if rtype == "Observation":
+        concepts: tuple[object, ...] = (res.get("code"), res.get("valueCodeableConcept"))
+    elif rtype == "Condition":
+        concepts = (res.get("code"),)
+    elif rtype in MEDICATION_TYPES:
+        concepts = (res.get("medicationCodeableConcept"),)
+    else:
+        return False
+    for concept in concepts:
+        if type(concept) is not dict:
+            continue
+        codings = concept.get("coding")
+        if type(codings) is dict:
+            codings = [codings]
+        elif type(codings) is not list:
+            continue
+        for coding in codings:
+            if type(coding) is not dict:
+                continue
+            code = coding.get("code")
+            if type(code) is not str:
+                if code is not None:
+                    return True
+                continue
+            if code in known.codes:
+                return True
+            system = coding.get("system")
+            if (
+                type(system) is str
+                and system not in _EXACT_SYSTEMS
+                and (not code.isascii() or _code_key(code) in known.keys)
+            ):
+                return True
+    return False
 
 
 def merge_findings(findings: list[Finding]) -> list[Finding]:
