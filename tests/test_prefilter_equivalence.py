@@ -1,10 +1,11 @@
 """Passing over resources whose codes the knowledge never reads changes nothing.
 
 `extract_findings` skips a resource when `_may_match` says none of its codes can be one of the
-knowledge's. Here the same charts are read twice, once so and once reading every resource of a
-type that can hold a finding (as before the shortcut), and the findings, the evaluation and the
-cards must be identical: on the sample charts, on the benchmark's generated charts, and on random
-mixes of relevant records, unrelated ones and oddly spelled or malformed codings.
+knowledge's, and `evaluate` skips a rule when `_may_fire` says nothing could trigger it. Here the
+same charts are read twice, once so and once reading every resource of a type that can hold a
+finding and evaluating every rule (as before these shortcuts), and the findings, the evaluation
+and the cards must be identical: on the sample charts, on the benchmark's generated charts, and
+on random mixes of relevant records, unrelated ones and oddly spelled or malformed codings.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from builders import TODAY
 
 from benchmarks.charts import chart_resources
 from cds_service.core import findings as findings_module
+from cds_service.core import rules as rules_module
 from cds_service.core.cards import CardContext, render_cards
 from cds_service.core.codes import ICD10CM, LOINC, SNOMED
 from cds_service.core.findings import MEDICATION_TYPES, extract_findings
@@ -63,6 +65,7 @@ def _both(
     fast = _outcome(kb, resources, patient_id, today)
     with monkeypatch.context() as patch:
         patch.setattr(findings_module, "_may_match", _read_every)
+        patch.setattr(rules_module, "_may_fire", lambda _rule, _present: True)
         full = _outcome(kb, resources, patient_id, today)
     return fast, full
 

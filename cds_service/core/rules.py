@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -365,13 +366,30 @@ def _review_matches(
     return matches
 
 
+def _present(data: PatientFindings) -> frozenset[str]:
+    """The value sets of every finding (current or past) and the measures of every result."""
+    present: set[str] = {m.measure for m in data.measurements}
+    for finding in itertools.chain(data.findings, data.past):
+        present.update(finding.valuesets)
+    return frozenset(present)
+
+
+def _may_fire(rule: Rule, present: frozenset[str]) -> bool:
+    """False when no finding or result could trigger the rule: it then fires nothing, notes no
+    older finding and leaves nothing undetermined, so it need not be evaluated."""
+    return not present.isdisjoint(rule.valuesets) or not present.isdisjoint(rule.measures)
+
+
 def evaluate(kb: KnowledgeBase, data: PatientFindings, today: dt.date) -> Evaluation:
     """Every rule that fires, in card order, the older red flags worth a line, and the review."""
     req = _Requirements(data, today)
     matches: list[Match] = []
     older: list[OlderFinding] = []
     undetermined: list[tuple[Rule, Finding, tuple[Evidence, ...]]] = []
+    present = _present(data)
     for rule in kb.rules:
+        if not _may_fire(rule, present):
+            continue
         result = _evaluate_rule(rule, data, req, today)
         if result.match:
             matches.append(result.match)
