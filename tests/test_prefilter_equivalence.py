@@ -39,6 +39,15 @@ def _read_every(_known: object, res: Mapping[str, Any]) -> bool:
     return res.get("resourceType") in READ_TYPES
 
 
+def _latest_by_scan(
+    req: Any, measures: tuple[str, ...], direction: str | None, within_days: int | None
+) -> list[Any]:
+    """The reference: every result scanned for each measure, as `latest_measurements` does."""
+    return rules_module.latest_measurements(
+        measures, direction, within_days, req._data.measurements, req._today
+    )
+
+
 def _outcome(
     kb: KnowledgeBase, resources: list[Any], patient_id: str, today: dt.date
 ) -> tuple[Any, ...]:
@@ -66,6 +75,7 @@ def _both(
     with monkeypatch.context() as patch:
         patch.setattr(findings_module, "_may_match", _read_every)
         patch.setattr(rules_module, "_may_fire", lambda _rule, _present: True)
+        patch.setattr(rules_module._Requirements, "latest", _latest_by_scan)
         full = _outcome(kb, resources, patient_id, today)
     return fast, full
 
@@ -181,6 +191,47 @@ def test_random_mixes_read_alike(kb: KnowledgeBase, monkeypatch: pytest.MonkeyPa
     assert fast == full
     if fast[0] != "raised":
         assert fast[0].findings or fast[0].to_review or fast[0].skipped
+
+
+def _potassium(rid: str, value: float, taken: int, reported: int | None) -> dict[str, Any]:
+    res: dict[str, Any] = {
+        "resourceType": "Observation",
+        "id": rid,
+        "status": "final",
+        "subject": {"reference": "Patient/mix-1"},
+        "code": {"coding": [{"system": LOINC, "code": "2823-3"}]},
+        "effectiveDateTime": (TODAY - dt.timedelta(days=taken)).isoformat(),
+        "valueQuantity": {"value": value, "unit": "mmol/L", "code": "mmol/L"},
+    }
+    if reported is not None:
+        res["issued"] = (TODAY - dt.timedelta(days=reported)).isoformat()
+    return res
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_latest_results_with_ties_and_late_reports(
+    kb: KnowledgeBase, monkeypatch: pytest.MonkeyPatch, seed: int
+) -> None:
+    rng = random.Random(seed)
+    results = [
+        _potassium(
+            rng.choice(["k1", "k2", "k3"]),
+            rng.choice([2.4, 3.1, 4.2, 5.9]),
+            rng.choice([0, 1, 1, 30, 400]),
+            rng.choice([None, 0, 1, 2]),
+        )
+        for _ in range(rng.randint(1, 12))
+    ]
+    spasm = {
+        "resourceType": "Condition",
+        "id": "spasm",
+        "subject": {"reference": "Patient/mix-1"},
+        "clinicalStatus": {"coding": [{"code": "active"}]},
+        "code": {"coding": [{"system": ICD10CM, "code": "M62.830"}]},
+        "onsetDateTime": (TODAY - dt.timedelta(days=2)).isoformat(),
+    }
+    fast, full = _both(kb, monkeypatch, [spasm, *results], "mix-1")
+    assert fast == full
 
 
 def test_a_list_code_on_an_observation_fails_as_before(

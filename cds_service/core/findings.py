@@ -292,19 +292,22 @@ def _condition_finding(
 
 
 def _observation_dates(ctx: _Context, res: Mapping[str, Any]) -> tuple[Dated, ...]:
+    """When it was taken (the first readable of the effective[x] dates), then reported."""
     period = res.get("effectivePeriod")
-    candidates = [
-        (res.get("effectiveDateTime"), "taken"),
-        (res.get("effectiveInstant"), "taken"),
-        (period.get("start") if type(period) is dict else None, "taken"),
-        (res.get("issued"), "reported"),
-    ]
-    out: list[Dated] = []
-    for value, kind in candidates:
-        day = parse_day(value, ctx.limits)
-        if day is not None and kind not in (d.kind for d in out):
-            out.append(Dated(kind, day))
-    return tuple(out)
+    taken = None
+    for value in (
+        res.get("effectiveDateTime"),
+        res.get("effectiveInstant"),
+        period.get("start") if type(period) is dict else None,
+    ):
+        if type(value) is str and (taken := parse_day(value, ctx.limits)) is not None:
+            break
+    reported = parse_day(res.get("issued"), ctx.limits)
+    if taken is None:
+        return () if reported is None else (Dated("reported", reported),)
+    if reported is None:
+        return (Dated("taken", taken),)
+    return (Dated("taken", taken), Dated("reported", reported))
 
 
 def _interpretation_codes(res: Mapping[str, Any]) -> frozenset[str]:

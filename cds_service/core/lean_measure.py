@@ -85,9 +85,22 @@ class LeanObservation:
     referenceRange: list[LeanRange] | None
 
 
+#: Strings already found to match each pattern (codes, systems, units recur from call to call).
+_MATCHED: dict[re.Pattern[str], set[str]] = {}
+_MATCHED_LIMIT = 4096
+
+
 def _text(value: object, pattern: re.Pattern[str]) -> str:
-    if type(value) is not str or not value.isascii() or not pattern.fullmatch(value):
+    if type(value) is not str:
         raise Unsure
+    matched = _MATCHED.get(pattern)
+    if matched is not None and value in matched:
+        return value
+    if not value.isascii() or not pattern.fullmatch(value):
+        raise Unsure
+    if matched is None or len(matched) >= _MATCHED_LIMIT:
+        _MATCHED[pattern] = matched = set()
+    matched.add(value)
     return value
 
 
@@ -106,8 +119,10 @@ def _list(value: object) -> list[Any]:
 def _number(value: object) -> float | int:
     if type(value) is int and -_EXACT_INT < value < _EXACT_INT:
         return value
-    if type(value) is float and "e" not in repr(value) and "n" not in repr(value):
-        return value  # finite, written without an exponent
+    if type(value) is float:
+        written = repr(value)
+        if "e" not in written and "n" not in written:
+            return value  # finite, written without an exponent
     raise Unsure
 
 

@@ -157,6 +157,7 @@ class _Requirements:
         self._data = data
         self._today = today
         self._met: dict[Requirement, list[Evidence]] = {}
+        self._newest: dict[str, list[Measurement]] | None = None
 
     def met(self, requirement: Requirement) -> list[Evidence]:
         if requirement not in self._met:
@@ -173,15 +174,7 @@ class _Requirements:
         if requirement.age_over is not None or requirement.age_under is not None:
             return self._age(requirement)
         if requirement.measures:
-            return list(
-                latest_measurements(
-                    requirement.measures,
-                    requirement.direction,
-                    requirement.within_days,
-                    self._data.measurements,
-                    self._today,
-                )
-            )
+            return self.latest(requirement.measures, requirement.direction, requirement.within_days)
         pool = self._data.findings
         if requirement.include_past:
             pool = pool + self._data.past
@@ -191,6 +184,26 @@ class _Requirements:
             if earliest is not None and (self._today - earliest).days < requirement.min_age_days:
                 return []
         return list(met)
+
+    def latest(
+        self, measures: tuple[str, ...], direction: str | None, within_days: int | None
+    ) -> list[Measurement]:
+        """As `latest_measurements`, from the results sorted once per call, newest first."""
+        if self._newest is None:
+            self._newest = _newest_first(self._data.measurements)
+        hits = []
+        for measure_id in measures:
+            latest = next(
+                (
+                    m
+                    for m in self._newest.get(measure_id, ())
+                    if is_recent(m, within_days, self._today)
+                ),
+                None,
+            )
+            if latest is not None and latest.reading.flag == direction:
+                hits.append(latest)
+        return hits
 
     def _age(self, requirement: Requirement) -> list[Evidence]:
         if self._data.birth_date is None:
@@ -247,6 +260,19 @@ def latest_measurements(
     return hits
 
 
+def _newest_first(measurements: list[Measurement]) -> dict[str, list[Measurement]]:
+    """The dated results of each measure, newest first by (date, reference); among equals the
+    first given comes first, as `max` would pick it."""
+    by_measure: dict[str, list[Measurement]] = {}
+    for m in measurements:
+        if m.date is not None:
+            by_measure.setdefault(m.measure, []).append(m)
+    return {
+        measure: sorted(items, key=lambda m: (m.date, m.reference), reverse=True)
+        for measure, items in by_measure.items()
+    }
+
+
 @dataclass
 class _RuleResult:
     match: Match | None
@@ -268,9 +294,7 @@ def _evaluate_rule(
 ) -> _RuleResult:
     older: list[Finding] = []
     undetermined: list[Finding] = []
-    triggers: list[Evidence] = latest_measurements(
-        rule.measures, rule.direction, rule.new_within_days, data.measurements, today
-    )
+    triggers: list[Evidence] = list(req.latest(rule.measures, rule.direction, rule.new_within_days))
     if rule.valuesets:
         pool = data.findings + data.past if rule.include_past else data.findings
         for finding in _coded_findings(rule, pool, today):
