@@ -703,42 +703,46 @@ def _may_match(known: KnowledgeCodes, res: dict[str, Any]) -> bool:
 
     False only when it certainly holds none: every code is a string that is not one of the
     knowledge's, in no spelling `_lookup` would normalise to one. Anything odd reads fully.
+    It allocates nothing, so that passing over a large chart does not wake the collector.
     """
     rtype = res.get("resourceType")
     if rtype == "Observation":
-        concepts: tuple[object, ...] = (res.get("code"), res.get("valueCodeableConcept"))
-    elif rtype == "Condition":
-        concepts = (res.get("code"),)
-    elif rtype in MEDICATION_TYPES:
-        concepts = (res.get("medicationCodeableConcept"),)
-    else:
-        return False
-    for concept in concepts:
-        if type(concept) is not dict:
-            continue
-        codings = concept.get("coding")
-        if type(codings) is dict:
-            codings = [codings]
-        elif type(codings) is not list:
-            continue
-        for coding in codings:
-            if type(coding) is not dict:
-                continue
-            code = coding.get("code")
-            if type(code) is not str:
-                if code is not None:
-                    return True
-                continue
-            if code in known.codes:
-                return True
-            system = coding.get("system")
-            if (
-                type(system) is str
-                and system not in _EXACT_SYSTEMS
-                and (not code.isascii() or _code_key(code) in known.keys)
-            ):
-                return True
+        return _concept_may_match(known, res.get("code")) or _concept_may_match(
+            known, res.get("valueCodeableConcept")
+        )
+    if rtype == "Condition":
+        return _concept_may_match(known, res.get("code"))
+    if rtype in MEDICATION_TYPES:
+        return _concept_may_match(known, res.get("medicationCodeableConcept"))
     return False
+
+
+def _concept_may_match(known: KnowledgeCodes, concept: object) -> bool:
+    if type(concept) is not dict:
+        return False
+    codings = concept.get("coding")
+    if type(codings) is dict:
+        return _coding_may_match(known, codings)
+    if type(codings) is not list:
+        return False
+    for coding in codings:  # noqa: SIM110 (a generator for any() would allocate)
+        if type(coding) is dict and _coding_may_match(known, coding):
+            return True
+    return False
+
+
+def _coding_may_match(known: KnowledgeCodes, coding: dict[str, Any]) -> bool:
+    code = coding.get("code")
+    if type(code) is not str:
+        return code is not None
+    if code in known.codes:
+        return True
+    system = coding.get("system")
+    return (
+        type(system) is str
+        and system not in _EXACT_SYSTEMS
+        and (not code.isascii() or _code_key(code) in known.keys)
+    )
 
 
 def merge_findings(findings: list[Finding]) -> list[Finding]:
