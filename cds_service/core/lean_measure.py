@@ -46,6 +46,7 @@ _QUANTITY_KEYS = {"unit": _STRING, "system": _URI, "code": _CODE}
 _CODING_ALLOWED = frozenset(_CODING_KEYS)
 _QUANTITY_ALLOWED = frozenset({"value", *_QUANTITY_KEYS})
 _RANGE_KEYS = frozenset({"low", "high", "text"})
+_CONCEPT_KEYS = frozenset({"coding", "text"})
 
 
 class Unsure(Exception):
@@ -135,7 +136,7 @@ def _coding(value: object) -> LeanCoding:
 
 
 def _concept(value: object) -> LeanConcept:
-    concept = _object(value, frozenset({"coding", "text"}))
+    concept = _object(value, _CONCEPT_KEYS)
     if "text" in concept:
         _text(concept["text"], _STRING)
     codings = [_coding(c) for c in _list(concept["coding"])] if "coding" in concept else None
