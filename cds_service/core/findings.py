@@ -707,9 +707,10 @@ def _may_match(known: KnowledgeCodes, res: dict[str, Any]) -> bool:
     """
     rtype = res.get("resourceType")
     if rtype == "Observation":
-        return _concept_may_match(known, res.get("code")) or _concept_may_match(
-            known, res.get("valueCodeableConcept")
-        )
+        if _concept_may_match(known, res.get("code")):
+            return True
+        value = res.get("valueCodeableConcept")
+        return value is not None and _concept_may_match(known, value)
     if rtype == "Condition":
         return _concept_may_match(known, res.get("code"))
     if rtype in MEDICATION_TYPES:
