@@ -35,9 +35,11 @@ import psutil
 import uuid_utils
 
 from benchmarks.charts import hook_request
-from cds_service.core.cards import answer_json
+from cds_service.core.cards import CardContext, answer_json, render_cards
 from cds_service.core.envelope import parse_envelope
+from cds_service.core.findings import extract_findings
 from cds_service.core.pipeline import decide
+from cds_service.core.rules import evaluate
 from cds_service.data_access.gather import gather_patient_data
 from cds_service.knowledge_files import load_knowledge
 from cds_service.settings import PROJECT_ROOT, Settings
@@ -134,6 +136,47 @@ def bench_inprocess(sizes: list[int], budget_s: float) -> list[list[str]]:
             ]
         )
     return rows
+
+
+def _cpu_ms(step: Callable[[], object], runs: int) -> float:
+    """The median CPU time of a step in ms (CPU time: on a shared machine, waits do not count)."""
+    times = []
+    for _ in range(runs):
+        start = time.thread_time()
+        step()
+        times.append((time.thread_time() - start) * 1000)
+    return percentile(times, 50)
+
+
+def bench_stages(sizes: list[int]) -> list[list[str]]:
+    """Where the in-process time goes: each step of `pipeline`, timed on its own."""
+    settings = Settings()
+    kb = load_knowledge(settings.knowledge_dir)
+    today = dt.datetime.now(dt.UTC).date()
+    return [_stage_row(kb, settings, size, today) for size in sizes]
+
+
+def _stage_row(kb, settings: Settings, size: int, today: dt.date) -> list[str]:
+    body = json.dumps(hook_request(size, today)).encode()
+    runs = 200 if size <= 100 else (30 if size <= 1000 else 3)
+    service = kb.services[SERVICE_PATH.rpartition("/")[2]]
+    hook = kb.hooks[service.hook]
+    parsed = parse_json(body)
+    request = parse_envelope(parsed, hook)
+    data = gather_patient_data(service, request, max_resources=settings.max_resources)
+    found = extract_findings(kb, data.resources, request.patient_id, today)
+    evaluation = evaluate(kb, found, today)
+    context = CardContext(request.patient_id, None, None)
+    steps: list[Callable[[], object]] = [
+        lambda: json_depth(body),
+        lambda: parse_json(body),
+        lambda: parse_envelope(parsed, hook),
+        lambda: gather_patient_data(service, request, max_resources=settings.max_resources),
+        lambda: extract_findings(kb, data.resources, request.patient_id, today),
+        lambda: evaluate(kb, found, today),
+        lambda: render_cards(kb, evaluation, settings.max_cards, lambda: "u", context),
+    ]
+    return [f"{size:,}", *(f"{_cpu_ms(step, runs):.3f}" for step in steps)]
 
 
 def relevant_chart(size: int, today: dt.date) -> list[dict]:
@@ -486,6 +529,11 @@ def main(argv: list[str] | None = None) -> int:
         "1. In process: request JSON -> cards (ms; goals: <= 0.5 at 100, <= 5 at 1,000, linear)",
         ["resources", "KiB", "cards", "runs", "p50", "p95", "p99", "µs/resource", "json p50"],
         rows,
+    )
+    print_table(
+        "1c. In process, step by step (CPU ms, median)",
+        ["resources", "depth", "parse", "envelope", "gather", "findings", "rules", "cards"],
+        bench_stages(sizes),
     )
     if not args.quick:
         print_table(

@@ -294,19 +294,22 @@ def _condition_finding(
 
 
 def _observation_dates(ctx: _Context, res: Mapping[str, Any]) -> tuple[Dated, ...]:
+    """When it was taken (the first readable of the effective[x] dates), then reported."""
     period = res.get("effectivePeriod")
-    candidates = [
-        (res.get("effectiveDateTime"), "taken"),
-        (res.get("effectiveInstant"), "taken"),
-        (period.get("start") if type(period) is dict else None, "taken"),
-        (res.get("issued"), "reported"),
-    ]
-    out: list[Dated] = []
-    for value, kind in candidates:
-        day = parse_day(value, ctx.limits)
-        if day is not None and kind not in (d.kind for d in out):
-            out.append(Dated(kind, day))
-    return tuple(out)
+    taken = None
+    for value in (
+        res.get("effectiveDateTime"),
+        res.get("effectiveInstant"),
+        period.get("start") if type(period) is dict else None,
+    ):
+        if type(value) is str and (taken := parse_day(value, ctx.limits)) is not None:
+            break
+    reported = parse_day(res.get("issued"), ctx.limits)
+    if taken is None:
+        return () if reported is None else (Dated("reported", reported),)
+    if reported is None:
+        return (Dated("taken", taken),)
+    return (Dated("taken", taken), Dated("reported", reported))
 
 
 def _interpretation_codes(res: Mapping[str, Any]) -> frozenset[str]:
@@ -650,21 +653,100 @@ def _read_one(ctx: _Context, res: Mapping[str, Any], out: PatientFindings) -> No
 def extract_findings(
     kb: KnowledgeBase, resources: Iterable[Mapping[str, Any]], patient_id: str, today: dt.date
 ) -> PatientFindings:
-    """The patient's findings and measurements; everything else is skipped or ignored."""
+    """The patient's findings and measurements; everything else is skipped or ignored.
+
+    A resource none of whose codes the knowledge reads is passed over unread (`_may_match`):
+    the full reader would find no value set and no measure in it and leave no trace either.
+    """
     resources = list(resources)
     ctx = _call_context(kb, resources, patient_id, today)
     out = PatientFindings(birth_date=ctx.birth, patient_reference=f"Patient/{patient_id}")
+    out.examined = len(resources)
+    known = knowledge_codes(kb)
     for resource in resources:
-        out.examined += 1
-        if type(resource) is not dict or resource.get("resourceType") not in (
-            "Condition",
-            "Observation",
-            *MEDICATION_TYPES,
-        ):
-            continue
-        _read_one(ctx, resource, out)
+        if type(resource) is dict and _may_match(known, resource):
+            _read_one(ctx, resource, out)
     out.findings = merge_findings(out.findings)
     return out
+
+
+@dataclass(frozen=True)
+class KnowledgeCodes:
+    """Every code the knowledge reads (value sets and measures), raw and as `_code_key`s."""
+
+    codes: frozenset[str]
+    keys: frozenset[str]
+
+
+#: Systems whose codes `_lookup` compares exactly (no alias, no ICD-10-CM reformatting).
+_EXACT_SYSTEMS = CANONICAL_SYSTEMS - {ICD10CM}
+_KNOWLEDGE_CODES: dict[int, tuple[KnowledgeBase, KnowledgeCodes]] = {}
+
+
+def knowledge_codes(kb: KnowledgeBase) -> KnowledgeCodes:
+    """The codes of `kb`, computed once per compiled knowledge base."""
+    cached = _KNOWLEDGE_CODES.get(id(kb))
+    if cached is not None and cached[0] is kb:
+        return cached[1]
+    codes = frozenset({code for _, code in kb.code_index} | set(kb.measure_index))
+    known = KnowledgeCodes(codes, frozenset(_code_key(code) for code in codes))
+    if len(_KNOWLEDGE_CODES) >= 8:
+        _KNOWLEDGE_CODES.clear()
+    _KNOWLEDGE_CODES[id(kb)] = (kb, known)
+    return known
+
+
+def _code_key(code: str) -> str:
+    """A code with case, spaces and dots erased: every spelling `normalize_code` reads alike."""
+    return code.strip().upper().replace(" ", "").replace(".", "")
+
+
+def _may_match(known: KnowledgeCodes, res: dict[str, Any]) -> bool:
+    """Whether any coding `_read_one` looks at may hold a code of the knowledge.
+
+    False only when it certainly holds none: every code is a string that is not one of the
+    knowledge's, in no spelling `_lookup` would normalise to one. Anything odd reads fully.
+    It allocates nothing, so that passing over a large chart does not wake the collector.
+    """
+    rtype = res.get("resourceType")
+    if rtype == "Observation":
+        if _concept_may_match(known, res.get("code")):
+            return True
+        value = res.get("valueCodeableConcept")
+        return value is not None and _concept_may_match(known, value)
+    if rtype == "Condition":
+        return _concept_may_match(known, res.get("code"))
+    if rtype in MEDICATION_TYPES:
+        return _concept_may_match(known, res.get("medicationCodeableConcept"))
+    return False
+
+
+def _concept_may_match(known: KnowledgeCodes, concept: object) -> bool:
+    if type(concept) is not dict:
+        return False
+    codings = concept.get("coding")
+    if type(codings) is dict:
+        return _coding_may_match(known, codings)
+    if type(codings) is not list:
+        return False
+    for coding in codings:  # noqa: SIM110 (a generator for any() would allocate)
+        if type(coding) is dict and _coding_may_match(known, coding):
+            return True
+    return False
+
+
+def _coding_may_match(known: KnowledgeCodes, coding: dict[str, Any]) -> bool:
+    code = coding.get("code")
+    if type(code) is not str:
+        return code is not None
+    if code in known.codes:
+        return True
+    system = coding.get("system")
+    return (
+        type(system) is str
+        and system not in _EXACT_SYSTEMS
+        and (not code.isascii() or _code_key(code) in known.keys)
+    )
 
 
 def merge_findings(findings: list[Finding]) -> list[Finding]:

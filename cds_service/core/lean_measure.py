@@ -46,6 +46,7 @@ _QUANTITY_KEYS = {"unit": _STRING, "system": _URI, "code": _CODE}
 _CODING_ALLOWED = frozenset(_CODING_KEYS)
 _QUANTITY_ALLOWED = frozenset({"value", *_QUANTITY_KEYS})
 _RANGE_KEYS = frozenset({"low", "high", "text"})
+_CONCEPT_KEYS = frozenset({"coding", "text"})
 
 
 class Unsure(Exception):
@@ -85,9 +86,22 @@ class LeanObservation:
     referenceRange: list[LeanRange] | None
 
 
+#: Strings already found to match each pattern (codes, systems, units recur from call to call).
+_MATCHED: dict[re.Pattern[str], set[str]] = {}
+_MATCHED_LIMIT = 4096
+
+
 def _text(value: object, pattern: re.Pattern[str]) -> str:
-    if type(value) is not str or not value.isascii() or not pattern.fullmatch(value):
+    if type(value) is not str:
         raise Unsure
+    matched = _MATCHED.get(pattern)
+    if matched is not None and value in matched:
+        return value
+    if not value.isascii() or not pattern.fullmatch(value):
+        raise Unsure
+    if matched is None or len(matched) >= _MATCHED_LIMIT:
+        _MATCHED[pattern] = matched = set()
+    matched.add(value)
     return value
 
 
@@ -106,8 +120,10 @@ def _list(value: object) -> list[Any]:
 def _number(value: object) -> float | int:
     if type(value) is int and -_EXACT_INT < value < _EXACT_INT:
         return value
-    if type(value) is float and "e" not in repr(value) and "n" not in repr(value):
-        return value  # finite, written without an exponent
+    if type(value) is float:
+        written = repr(value)
+        if "e" not in written and "n" not in written:
+            return value  # finite, written without an exponent
     raise Unsure
 
 
@@ -120,7 +136,7 @@ def _coding(value: object) -> LeanCoding:
 
 
 def _concept(value: object) -> LeanConcept:
-    concept = _object(value, frozenset({"coding", "text"}))
+    concept = _object(value, _CONCEPT_KEYS)
     if "text" in concept:
         _text(concept["text"], _STRING)
     codings = [_coding(c) for c in _list(concept["coding"])] if "coding" in concept else None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -154,6 +155,7 @@ class _Requirements:
         self._data = data
         self._today = today
         self._met: dict[Requirement, list[Evidence]] = {}
+        self._newest: dict[str, list[Measurement]] | None = None
 
     def met(self, requirement: Requirement) -> list[Evidence]:
         if requirement not in self._met:
@@ -170,15 +172,7 @@ class _Requirements:
         if requirement.age_over is not None or requirement.age_under is not None:
             return self._age(requirement)
         if requirement.measures:
-            return list(
-                latest_measurements(
-                    requirement.measures,
-                    requirement.direction,
-                    requirement.within_days,
-                    self._data.measurements,
-                    self._today,
-                )
-            )
+            return self.latest(requirement.measures, requirement.direction, requirement.within_days)
         pool = self._data.findings
         if requirement.include_past:
             pool = pool + self._data.past
@@ -188,6 +182,26 @@ class _Requirements:
             if earliest is not None and (self._today - earliest).days < requirement.min_age_days:
                 return []
         return list(met)
+
+    def latest(
+        self, measures: tuple[str, ...], direction: str | None, within_days: int | None
+    ) -> list[Measurement]:
+        """As `latest_measurements`, from the results sorted once per call, newest first."""
+        if self._newest is None:
+            self._newest = _newest_first(self._data.measurements)
+        hits = []
+        for measure_id in measures:
+            latest = next(
+                (
+                    m
+                    for m in self._newest.get(measure_id, ())
+                    if is_recent(m, within_days, self._today)
+                ),
+                None,
+            )
+            if latest is not None and latest.reading.flag == direction:
+                hits.append(latest)
+        return hits
 
     def _age(self, requirement: Requirement) -> list[Evidence]:
         if self._data.birth_date is None:
@@ -244,6 +258,19 @@ def latest_measurements(
     return hits
 
 
+def _newest_first(measurements: list[Measurement]) -> dict[str, list[Measurement]]:
+    """The dated results of each measure, newest first by (date, reference); among equals the
+    first given comes first, as `max` would pick it."""
+    by_measure: dict[str, list[Measurement]] = {}
+    for m in measurements:
+        if m.date is not None:
+            by_measure.setdefault(m.measure, []).append(m)
+    return {
+        measure: sorted(items, key=lambda m: (m.date, m.reference), reverse=True)
+        for measure, items in by_measure.items()
+    }
+
+
 @dataclass
 class _RuleResult:
     match: Match | None
@@ -265,9 +292,7 @@ def _evaluate_rule(
 ) -> _RuleResult:
     older: list[Finding] = []
     undetermined: list[Finding] = []
-    triggers: list[Evidence] = latest_measurements(
-        rule.measures, rule.direction, rule.new_within_days, data.measurements, today
-    )
+    triggers: list[Evidence] = list(req.latest(rule.measures, rule.direction, rule.new_within_days))
     if rule.valuesets:
         pool = data.findings + data.past if rule.include_past else data.findings
         for finding in _coded_findings(rule, pool, today):
@@ -363,13 +388,30 @@ def _review_matches(
     return matches
 
 
+def _present(data: PatientFindings) -> frozenset[str]:
+    """The value sets of every finding (current or past) and the measures of every result."""
+    present: set[str] = {m.measure for m in data.measurements}
+    for finding in itertools.chain(data.findings, data.past):
+        present.update(finding.valuesets)
+    return frozenset(present)
+
+
+def _may_fire(rule: Rule, present: frozenset[str]) -> bool:
+    """False when no finding or result could trigger the rule: it then fires nothing, notes no
+    older finding and leaves nothing undetermined, so it need not be evaluated."""
+    return not present.isdisjoint(rule.valuesets) or not present.isdisjoint(rule.measures)
+
+
 def evaluate(kb: KnowledgeBase, data: PatientFindings, today: dt.date) -> Evaluation:
     """Every rule that fires, in card order, the older red flags worth a line, and the review."""
     req = _Requirements(data, today)
     matches: list[Match] = []
     older: list[OlderFinding] = []
     undetermined: list[tuple[Rule, Finding, tuple[Evidence, ...]]] = []
+    present = _present(data)
     for rule in kb.rules:
+        if not _may_fire(rule, present):
+            continue
         result = _evaluate_rule(rule, data, req, today)
         if result.match:
             matches.append(result.match)

@@ -15,6 +15,9 @@ JSON_MIMETYPES = frozenset({"application/json", "application/fhir+json"})
 _ESCAPES = re.compile(rb"\\.", re.DOTALL)
 _DEPTH_STEP = {ord("{"): 1, ord("["): 1, ord("}"): -1, ord("]"): -1}
 _NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'"[]{}')
+#: Brackets of both kinds as braces: depth counts them alike.
+_ONE_KIND = bytes.maketrans(b"[]", b"{}")
+_PEEL_PASSES = 32
 
 
 class BodyError(Exception):
@@ -36,10 +39,29 @@ def json_depth(raw: bytes) -> int:
     if b"\\" in raw:
         raw = _ESCAPES.sub(b"", raw)
     structure = raw.translate(None, _NOT_STRUCTURE)
-    outside = b"".join(structure.split(b'"')[0::2])
-    if not outside:
+    # Two quotes in a row close one string and open the next (or hold an empty one): dropping
+    # them leaves every other byte as much inside or outside a string as it was.
+    structure = structure.replace(b'""', b"")
+    if b'"' in structure:
+        structure = b"".join(structure.split(b'"')[0::2])
+    if not structure:
         return 0
-    return max(accumulate(map(_DEPTH_STEP.__getitem__, outside)))
+    return _peeled_depth(structure) or max(accumulate(map(_DEPTH_STEP.__getitem__, structure)))
+
+
+def _peeled_depth(brackets: bytes) -> int | None:
+    """The depth of well-nested brackets: each pass peels the innermost pairs, so the number of
+    passes that empty the text is its depth. None when it is not well nested, or deeper than
+    `_PEEL_PASSES` (the caller then counts bracket by bracket)."""
+    text = brackets.translate(_ONE_KIND)
+    for depth in range(1, _PEEL_PASSES + 1):
+        peeled = text.replace(b"{}", b"")
+        if not peeled:
+            return depth
+        if len(peeled) == len(text):
+            return None
+        text = peeled
+    return None
 
 
 def read_json_body(max_bytes: int, max_depth: int) -> Any:
