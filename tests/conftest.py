@@ -1,4 +1,7 @@
-"""Shared fixtures: the app on a fixed clock, its test client, the knowledge, request builders."""
+"""Shared fixtures: the app on a fixed clock, its test client, the knowledge, request builders.
+
+Every test is marked by what it starts (see `support/speed.py`): `-m fast` runs those that start
+nothing outside the test process."""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from builders import FIXED_NOW, PATIENT_VIEW
+from support.builders import FIXED_NOW, PATIENT_VIEW
 
 from cds_service import Settings, create_app
 from cds_service.core.knowledge import KnowledgeBase
@@ -16,7 +19,7 @@ from cds_service.storage.database import upgrade
 
 #: Real FHIR servers on loopback: the Node FHIR server, a scripted stub, a silent port;
 #: CDS clients with real keys and signed JWTs, and JWKS servers on loopback.
-pytest_plugins = ["fhir_servers", "jwt_clients"]
+pytest_plugins = ["support.fhir_servers", "support.jwt_clients"]
 
 
 @pytest.fixture(scope="session")
@@ -51,3 +54,10 @@ def call(client) -> Callable[..., Any]:
         return client.post(f"/cds-services/{service}", json=body, **kwargs)
 
     return _call
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # imported here, once the plugins it reads (support.fhir_servers) are registered
+    from support.speed import classify
+
+    classify(items)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from builders import TODAY, condition
+from support.builders import TODAY, condition
 
 from cds_service.core.knowledge import KnowledgeError, quote_in_article
 from cds_service.core.pipeline import decide

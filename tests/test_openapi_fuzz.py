@@ -30,12 +30,14 @@ from typing import Any
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
-from jwt_clients import ISSUER, LOCAL, claims, generate_key, make_auth_app, sign
 from schemathesis import GenerationMode
+from support.jwt_clients import ISSUER, LOCAL, claims, generate_key, make_auth_app, sign
 
 from cds_service.core.orders import suggestion_uuid
 from cds_service.settings import PROJECT_ROOT
 
+#: one fuzzing run, whose last test reads what the fuzzing did: never part of the fast tests
+pytestmark = pytest.mark.slow
 #: examples per operation and generation mode; CDS_FUZZ_EXAMPLES=500 fuzzes deeper locally
 MAX_EXAMPLES = int(os.environ.get("CDS_FUZZ_EXAMPLES", "40"))
 TIME_BOUND_S = 60

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from builders import PATIENT_VIEW, hook_body
+from support.builders import PATIENT_VIEW, hook_body
 
 from cds_service.core.feedback import FeedbackError, parse_feedback
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from served import Served, serve, upgrade_database
+from support.served import Served, serve, upgrade_database
 from test_server import sample_request
 
 SLOW_SOCKETS = 200

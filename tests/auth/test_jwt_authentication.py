@@ -24,8 +24,8 @@ from flask import Blueprint, Flask, jsonify
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from instances import migrated_instance
-from jwt_clients import (
+from support.instances import migrated_instance
+from support.jwt_clients import (
     ALGORITHMS,
     DISCOVERY,
     DROP,

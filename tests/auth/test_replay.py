@@ -15,9 +15,9 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from scratch_db import drop_postgres, scratch_postgres
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
+from support.scratch_db import drop_postgres, scratch_postgres
 
 from cds_service.auth.replay import ReplayGuard
 from cds_service.storage.database import DatabaseUnavailable, make_engine, upgrade

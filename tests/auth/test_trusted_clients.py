@@ -22,14 +22,14 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from jwt import PyJWKSet
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
-from jwt_clients import DISCOVERY, FEEDBACK, LOCAL, PATIENT_VIEW, bearer, generate_key
+from support.jwt_clients import DISCOVERY, FEEDBACK, LOCAL, PATIENT_VIEW, bearer, generate_key
 
 from cds_service import Settings, create_app
 from cds_service.auth.clients import TrustedClientsError, load_trusted_clients
 from cds_service.settings import PROJECT_ROOT
 from cds_service.storage.database import upgrade
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 SANDBOX_ISSUER = "https://sandbox.cds-hooks.org"
 SANDBOX_KID = "44823f3d-0b01-4a6c-a80e-b9d3e8a7226f"
 SANDBOX_JKU = "https://sandbox.cds-hooks.org/.well-known/jwks.json"

@@ -6,7 +6,7 @@ import datetime as dt
 import itertools
 
 import pytest
-from builders import FIXED_NOW, TODAY
+from support.builders import FIXED_NOW, TODAY
 
 from cds_service.core.audit import CallFacts, Client, audit_record, patient_key
 from cds_service.core.pipeline import Decision, decide

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 
-from builders import cards_of, condition, hook_body, observation, quantity
+from support.builders import cards_of, condition, hook_body, observation, quantity
 
 
 def all_cards(call) -> list[dict]:

@@ -6,7 +6,7 @@ import copy
 import json
 
 import pytest
-from builders import ENCOUNTER_START, PATIENT_VIEW, condition, hook_body
+from support.builders import ENCOUNTER_START, PATIENT_VIEW, condition, hook_body
 
 from cds_service.settings import PROJECT_ROOT
 

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from builders import PATIENT_VIEW
-from test_fallback import (  # noqa: F401  (fixtures)
+from support.builders import PATIENT_VIEW
+from test_gather import (  # noqa: F401  (fixtures)
     BUDGET,
     MARGIN,
     body_for,

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from builders import (
+from support.builders import (
     FIXED_NOW,
     PATIENT_VIEW,
     TODAY,
@@ -26,8 +26,8 @@ from builders import (
     quantity,
     searchset,
 )
-from fhir_servers import NodeFhirServer, connections_waiting
-from instances import migrated_instance
+from support.fhir_servers import NodeFhirServer, connections_waiting
+from support.instances import migrated_instance
 
 from cds_service import Settings, create_app
 from cds_service.core.envelope import parse_envelope

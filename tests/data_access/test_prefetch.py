@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 
 import pytest
-from builders import cards_of, condition, hook_body, searchset
+from support.builders import cards_of, condition, hook_body, searchset
 
 OUTCOME_ERROR = {
     "resourceType": "OperationOutcome",
@@ -111,7 +111,7 @@ def test_resources_of_another_patient_in_prefetch_are_ignored(call):
 
 
 def test_too_many_resources_is_413(client, settings):
-    from builders import FIXED_NOW, PATIENT_VIEW
+    from support.builders import FIXED_NOW, PATIENT_VIEW
 
     from cds_service import create_app
 

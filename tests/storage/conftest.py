@@ -1,7 +1,7 @@
 """The memory's tests run on both databases: SQLite always, PostgreSQL where one answers.
 
 Each test gets its own database: a SQLite file in its temporary folder, or a scratch PostgreSQL
-database (see `tests/scratch_db.py`; skipped, visibly, without a reachable server).
+database (see `tests/support/scratch_db.py`; skipped, visibly, without a reachable server).
 """
 
 from __future__ import annotations
@@ -12,18 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from builders import FIXED_NOW
 from flask import Flask
-from scratch_db import scratch_database
 from sqlalchemy import Engine, create_engine, func, select
-from tcp_proxy import TcpProxy
+from support.audit_key import TEST_AUDIT_KEY
+from support.builders import FIXED_NOW
+from support.scratch_db import scratch_database
+from support.tcp_proxy import TcpProxy
 
 from cds_service import Settings, create_app
 from cds_service.storage.database import upgrade
 from cds_service.web.state import EXTENSION_KEY, ServiceState
-
-#: 32+ characters, as the setting requires
-TEST_AUDIT_KEY = "test-audit-key-0123456789abcdef-0123456789"
 
 
 @dataclass

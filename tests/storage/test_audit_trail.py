@@ -9,10 +9,10 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote
 
-from builders import FIXED_NOW, PATIENT_ID, PATIENT_VIEW
-from calls import CALL_BOUND_S, URL, call, red_flag_body
 from conftest import TEST_AUDIT_KEY, flush, service_state
 from sqlalchemy import insert, select, text
+from support.builders import FIXED_NOW, PATIENT_ID, PATIENT_VIEW
+from support.calls import CALL_BOUND_S, URL, call, red_flag_body
 
 from cds_service.core.audit import patient_key
 from cds_service.storage.audit_trail import BATCH_SIZE

@@ -8,10 +8,10 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from builders import FIXED_NOW, PATIENT_VIEW
-from calls import call
 from conftest import flush
 from sqlalchemy import select
+from support.builders import FIXED_NOW, PATIENT_VIEW
+from support.calls import call
 
 from cds_service import Settings, create_app
 from cds_service.core.audit import AuditRecord, CallFacts, audit_record

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import conftest
 import pytest
-from builders import FIXED_NOW
-from calls import CALL_BOUND_S, URL, call
 from conftest import TEST_AUDIT_KEY, service_state
-from jwt_clients import ISSUER, LOCAL, bearer, claims, generate_key, sign
-from scratch_db import scratch_database
-from tcp_proxy import TcpProxy
+from support.builders import FIXED_NOW
+from support.calls import CALL_BOUND_S, URL, call
+from support.jwt_clients import ISSUER, LOCAL, bearer, claims, generate_key, sign
+from support.scratch_db import scratch_database
+from support.tcp_proxy import TcpProxy
 
 from cds_service import Settings, create_app
 from cds_service.storage.database import upgrade

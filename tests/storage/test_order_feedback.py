@@ -3,9 +3,9 @@ feedback that the committee report counts, per suggestion and per order rule."""
 
 from __future__ import annotations
 
-from builders import condition
 from conftest import flush
 from sqlalchemy import select
+from support.builders import condition
 from test_order_hooks import mri, order_body
 
 from cds_service.storage.models import IssuedSuggestion

@@ -9,10 +9,10 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from builders import ENCOUNTER_START, hook_body
-from calls import call, red_flag_body
 from click.testing import CliRunner
 from conftest import flush
+from support.builders import ENCOUNTER_START, hook_body
+from support.calls import call, red_flag_body
 
 from cds_service.cli import main
 from cds_service.core.orders import suggestion_uuid

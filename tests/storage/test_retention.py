@@ -7,10 +7,10 @@ import re
 from typing import Any
 
 import pytest
-from builders import FIXED_NOW
-from calls import call, red_flag_body
 from click.testing import CliRunner
 from conftest import TEST_AUDIT_KEY, flush, service_state
+from support.builders import FIXED_NOW
+from support.calls import call, red_flag_body
 
 from cds_service import Settings, create_app
 from cds_service.cli import main

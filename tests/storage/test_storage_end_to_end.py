@@ -13,8 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import requests
-from serving import red_flag_request, serving
 from sqlalchemy import select
+from support.serving import red_flag_request, serving
 
 from cds_service.storage.models import Feedback, ServiceCall
 

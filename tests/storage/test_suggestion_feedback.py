@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from calls import call, red_flag_body
 from conftest import flush
 from sqlalchemy import select
+from support.calls import call, red_flag_body
 
 from cds_service.core.orders import suggestion_uuid
 from cds_service.storage.models import Feedback, IssuedSuggestion

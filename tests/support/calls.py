@@ -1,11 +1,11 @@
-"""Service calls for the memory's tests: a red-flag request, and a timed call."""
+"""Service calls for the storage tests: a red-flag request, and a timed call."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
-from builders import PATIENT_VIEW, condition, hook_body
+from support.builders import PATIENT_VIEW, condition, hook_body
 
 URL = f"/cds-services/{PATIENT_VIEW}"
 #: What "no delay" means on this machine for an in-process call that issues a card (it takes

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 import requests
 
-SERVER_DIR = Path(__file__).resolve().parent / "fhir-server"
+SERVER_DIR = Path(__file__).resolve().parent.parent / "fhir-server"
 START_TIMEOUT = 30.0
 
 

@@ -1,4 +1,4 @@
-"""`cds-service serve` on loopback (granian, real worker processes) for the memory's tests."""
+"""`cds-service serve` on loopback (granian, real worker processes) for the storage tests."""
 
 from __future__ import annotations
 
@@ -9,12 +9,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from conftest import TEST_AUDIT_KEY
-from served import serve
-
 from cds_service.knowledge_files import load_knowledge
 from cds_service.settings import PROJECT_ROOT
 from cds_service.tester_tools.samples import load_index, sample_request
+from support.audit_key import TEST_AUDIT_KEY
+from support.served import serve
 
 
 @contextmanager

@@ -15,8 +15,8 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner
-from fhir_servers import NodeFhirServer
-from served import CDS, free_port, serve, upgrade_database
+from support.fhir_servers import NodeFhirServer
+from support.served import CDS, free_port, serve, upgrade_database
 
 from cds_service.cli import main
 from cds_service.tester_tools.samples import load_index

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from builders import PATIENT_VIEW, condition, hook_body
+from support.builders import PATIENT_VIEW, condition, hook_body
 
 
 def assert_outcome(response, status: int) -> str:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import time
 
-from builders import FIXED_NOW, PATIENT_VIEW
-from instances import migrated_instance
+from support.builders import FIXED_NOW, PATIENT_VIEW
+from support.instances import migrated_instance
 from test_server import sample_request
 
 from cds_service import Settings, create_app

@@ -1,0 +1,169 @@
+"""Which tests start something outside their own process: found in their code, not declared.
+
+A test is walked with its fixtures, and so is every function or class of `tests/` that they
+name, down to what actually starts things: the Node FHIR server (`node`), a server on loopback,
+`cds-service serve` or an HTTP server in a thread (`server`), a scratch PostgreSQL database
+(`postgres`), a child process such as the command line or nginx (`slow`). A property-based test
+(hypothesis, schemathesis) tries hundreds of examples: `slow` too. A test that is none of these
+runs in process and is `fast`. A parametrized database fixture counts by its parameter:
+its "sqlite" cases are fast, its "postgresql" cases are `postgres`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import socketserver
+import subprocess
+import types
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pytest_httpserver import HTTPServer
+
+from support import fhir_servers, scratch_db, served
+
+TESTS_DIR = Path(__file__).resolve().parent.parent
+
+#: the markers a test can get, with what each means (registered in pyproject.toml too)
+OUT_OF_PROCESS = ("node", "server", "postgres", "slow", "sandbox")
+FAST = "fast"
+
+#: what starts something, by the marker it gives
+_STARTERS: dict[int, str] = {
+    id(fhir_servers.SERVER_DIR): "node",
+    id(served.serve): "server",
+    id(HTTPServer): "server",
+    id(scratch_db.scratch_database): "postgres",
+    id(scratch_db.scratch_postgres): "postgres",
+    id(scratch_db.drop_postgres): "postgres",
+    **{
+        id(start): "slow"
+        for start in (
+            subprocess.run,
+            subprocess.Popen,
+            subprocess.call,
+            subprocess.check_call,
+            subprocess.check_output,
+        )
+    },
+}
+#: the values of a database fixture's parameter, and the marker each gives (None: in process)
+_DATABASE_PARAMS: dict[str, str | None] = {"sqlite": None, "postgresql": "postgres"}
+
+
+def _ours(obj: Any) -> bool:
+    """Whether `obj` is a function or class written in tests/ (and so worth walking)."""
+    if not (inspect.isfunction(obj) or inspect.isclass(obj)):
+        return False
+    try:
+        source = inspect.getsourcefile(obj)
+    except TypeError:
+        return False
+    return source is not None and Path(source).resolve().is_relative_to(TESTS_DIR)
+
+
+def _codes(code: types.CodeType) -> Iterator[types.CodeType]:
+    """A code object and those nested in it (inner functions, lambdas, comprehensions)."""
+    yield code
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            yield from _codes(const)
+
+
+def _functions(obj: Any) -> Iterator[Callable[..., Any]]:
+    """A function itself, or every method of a class."""
+    if inspect.isfunction(obj):
+        yield obj
+        return
+    for member in vars(obj).values():
+        member = getattr(member, "__func__", member)
+        member = getattr(member, "fget", member)
+        if inspect.isfunction(member):
+            yield member
+
+
+class _Walk:
+    """The markers reachable from functions, cached per function across the whole session."""
+
+    def __init__(self) -> None:
+        self._found: dict[Callable[..., Any], frozenset[str]] = {}
+
+    def markers(self, functions: Iterable[Callable[..., Any]]) -> set[str]:
+        found: set[str] = set()
+        for function in functions:
+            found |= self._of(inspect.unwrap(function))
+        return found
+
+    def _of(self, function: Callable[..., Any]) -> frozenset[str]:
+        if function in self._found:
+            return self._found[function]
+        self._found[function] = frozenset()  # a recursive helper adds nothing new
+        found: set[str] = set()
+        code = getattr(function, "__code__", None)
+        if code is not None:
+            scope = getattr(function, "__globals__", {})
+            for nested in _codes(code):
+                found |= self._names(nested.co_names, scope)
+        self._found[function] = frozenset(found)
+        return self._found[function]
+
+    def _names(self, names: tuple[str, ...], scope: dict[str, Any]) -> set[str]:
+        found: set[str] = set()
+        if "listen" in names:  # a listening socket is a server
+            found.add("server")
+        for name in names:
+            obj = scope.get(name)
+            if obj is None:
+                continue
+            targets = [obj]
+            if inspect.ismodule(obj):  # `subprocess.run`, `conftest.TestDatabase`
+                targets = [getattr(obj, other, None) for other in names]
+            for target in targets:
+                found |= self._object(target)
+        return found
+
+    def _object(self, obj: Any) -> set[str]:
+        found: set[str] = set()
+        if callable(obj):
+            obj = inspect.unwrap(obj)  # a context manager or a decorated helper
+        marker = _STARTERS.get(id(obj))
+        if marker:
+            found.add(marker)
+        if inspect.isclass(obj) and issubclass(obj, socketserver.BaseServer):
+            found.add("server")
+        if _ours(obj):
+            found |= self.markers(_functions(obj))
+        return found
+
+
+def _fixture_markers(item: pytest.Function, walk: _Walk) -> set[str]:
+    found: set[str] = set()
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    for name, definitions in item._fixtureinfo.name2fixturedefs.items():
+        definition = definitions[-1]
+        value = params.get(name)
+        if definition.params is not None and value in _DATABASE_PARAMS:
+            marker = _DATABASE_PARAMS[value]
+            found |= {marker} if marker else set()
+            continue
+        found |= walk.markers([definition.func])
+    return found
+
+
+def classify(items: list[pytest.Item]) -> None:
+    """Mark every test by what it starts; `fast` when it starts nothing."""
+    walk = _Walk()
+    for item in items:
+        if not isinstance(item, pytest.Function):
+            continue
+        test = getattr(item.obj, "__func__", item.obj)
+        found = walk.markers([test]) | _fixture_markers(item, walk)
+        if getattr(test, "is_hypothesis_test", False):
+            found.add("slow")
+        declared = {mark.name for mark in item.iter_markers()}
+        for marker in sorted(found - declared):
+            item.add_marker(marker)
+        if not (found | declared) & set(OUT_OF_PROCESS):
+            item.add_marker(FAST)
