@@ -6,6 +6,7 @@ nothing outside the test process."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -61,3 +62,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     from support.speed import classify
 
     classify(items)
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Under `-m`, a module whose declared marker rules out all its tests is not even imported."""
+    from support.speed import never_selected
+
+    return True if never_selected(config.option.markexpr, collection_path) else None

@@ -38,6 +38,9 @@ from cds_service.tester_tools.samples import (
     read_draft_orders,
 )
 
+#: every sample chart through the service: half a minute; run on its own, never in `-m fast`
+pytestmark = pytest.mark.slow
+
 ANCHOR, CHARTS = load_index()
 ROLL = dt.timedelta(days=30)
 INDICATORS = ("critical", "warning", "info")

@@ -3,15 +3,19 @@
 A test is walked with its fixtures, and so is every function or class of `tests/` that they
 name, down to what actually starts things: the Node FHIR server (`node`), a server on loopback,
 `cds-service serve` or an HTTP server in a thread (`server`), a scratch PostgreSQL database
-(`postgres`), a child process such as the command line or nginx (`slow`). A property-based test
-(hypothesis, schemathesis) tries hundreds of examples: `slow` too. A test that is none of these
-runs in process and is `fast`. A parametrized database fixture counts by its parameter:
-its "sqlite" cases are fast, its "postgresql" cases are `postgres`.
+(`postgres`), a child process such as the command line or nginx (`slow`). Also `slow`: a
+property-based test (hypothesis, schemathesis: hundreds of examples), a test that migrates a
+database of its own (a session's or a cached one is shared, and does not count), and one that
+reads the ICD-10-CM release (the full knowledge check). A test that is none of these runs in
+process and is `fast`. A parametrized database fixture counts by its parameter: its "sqlite"
+cases are in process, its "postgresql" cases are `postgres`.
 """
 
 from __future__ import annotations
 
 import inspect
+import itertools
+import re
 import socketserver
 import subprocess
 import types
@@ -20,8 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _pytest.mark.expression import Expression
 from pytest_httpserver import HTTPServer
 
+from cds_service import knowledge_files
+from cds_service.storage import database
 from support import fhir_servers, scratch_db, served
 
 TESTS_DIR = Path(__file__).resolve().parent.parent
@@ -49,6 +56,13 @@ _STARTERS: dict[int, str] = {
         )
     },
 }
+#: work that is shared when a session-wide fixture or a cached helper does it
+_MIGRATES = "migrates"
+_STARTERS[id(database.upgrade)] = _MIGRATES
+_STARTERS[id(knowledge_files.icd_problems)] = "slow"
+_STARTERS[id(knowledge_files.check_knowledge)] = "slow"
+#: modules whose import reads the ICD-10-CM release (190 MB, seconds)
+_RELEASES = {"simple_icd_10_cm"}
 #: the values of a database fixture's parameter, and the marker each gives (None: in process)
 _DATABASE_PARAMS: dict[str, str | None] = {"sqlite": None, "postgresql": "postgres"}
 
@@ -113,6 +127,8 @@ class _Walk:
         found: set[str] = set()
         if "listen" in names:  # a listening socket is a server
             found.add("server")
+        if _RELEASES.intersection(names):
+            found.add("slow")
         for name in names:
             obj = scope.get(name)
             if obj is None:
@@ -126,6 +142,8 @@ class _Walk:
 
     def _object(self, obj: Any) -> set[str]:
         found: set[str] = set()
+        if hasattr(obj, "cache_info"):  # a cached helper does its work once a session
+            return found
         if callable(obj):
             obj = inspect.unwrap(obj)  # a context manager or a decorated helper
         marker = _STARTERS.get(id(obj))
@@ -148,7 +166,10 @@ def _fixture_markers(item: pytest.Function, walk: _Walk) -> set[str]:
             marker = _DATABASE_PARAMS[value]
             found |= {marker} if marker else set()
             continue
-        found |= walk.markers([definition.func])
+        reached = walk.markers([definition.func])
+        if definition.scope != "function":
+            reached.discard(_MIGRATES)
+        found |= reached
     return found
 
 
@@ -160,10 +181,36 @@ def classify(items: list[pytest.Item]) -> None:
             continue
         test = getattr(item.obj, "__func__", item.obj)
         found = walk.markers([test]) | _fixture_markers(item, walk)
-        if getattr(test, "is_hypothesis_test", False):
+        if getattr(test, "is_hypothesis_test", False) or _MIGRATES in found:
+            found.discard(_MIGRATES)
             found.add("slow")
         declared = {mark.name for mark in item.iter_markers()}
         for marker in sorted(found - declared):
             item.add_marker(marker)
         if not (found | declared) & set(OUT_OF_PROCESS):
             item.add_marker(FAST)
+
+
+def _among(present: set[str]) -> Callable[..., bool]:
+    return lambda name, /, **_: name in present
+
+
+_DECLARED = re.compile(r"^pytestmark = pytest\.mark\.(\w+)$", re.MULTILINE)
+
+
+def never_selected(markexpr: str, path: Path) -> bool:
+    """Whether `-m markexpr` selects no test of the test module at `path`, by the marker that
+    the module declares for all its tests: then it need not be imported (nor its tests built)."""
+    if not markexpr or not (path.name.startswith("test_") and path.suffix == ".py"):
+        return False
+    declared = set(_DECLARED.findall(path.read_text(encoding="utf-8")))
+    names = set(re.findall(r"\w+", markexpr)) - {"and", "or", "not"}
+    if not declared & set(OUT_OF_PROCESS) or not names <= {FAST, *OUT_OF_PROCESS}:
+        return False
+    expression = Expression.compile(markexpr)
+    unknown = [name for name in OUT_OF_PROCESS if name not in declared]
+    for chosen in itertools.product((False, True), repeat=len(unknown)):
+        present = declared | {name for name, on in zip(unknown, chosen, strict=True) if on}
+        if expression.evaluate(_among(present)):
+            return False
+    return True
