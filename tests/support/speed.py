@@ -37,7 +37,9 @@ TESTS_DIR = Path(__file__).resolve().parent.parent
 OUT_OF_PROCESS = ("node", "server", "postgres", "slow", "sandbox")
 FAST = "fast"
 
-#: what starts something, by the marker it gives
+#: a test or fixture that migrates a database of its own (a shared one does not count)
+_MIGRATES = "migrates"
+#: what starts something, or takes seconds, by the marker it gives
 _STARTERS: dict[int, str] = {
     id(fhir_servers.SERVER_DIR): "node",
     id(served.serve): "server",
@@ -45,6 +47,9 @@ _STARTERS: dict[int, str] = {
     id(scratch_db.scratch_database): "postgres",
     id(scratch_db.scratch_postgres): "postgres",
     id(scratch_db.drop_postgres): "postgres",
+    id(database.upgrade): _MIGRATES,
+    id(knowledge_files.check_knowledge): "slow",  # reads the ICD-10-CM release
+    id(knowledge_files.icd_problems): "slow",
     **{
         id(start): "slow"
         for start in (
@@ -56,11 +61,6 @@ _STARTERS: dict[int, str] = {
         )
     },
 }
-#: work that is shared when a session-wide fixture or a cached helper does it
-_MIGRATES = "migrates"
-_STARTERS[id(database.upgrade)] = _MIGRATES
-_STARTERS[id(knowledge_files.icd_problems)] = "slow"
-_STARTERS[id(knowledge_files.check_knowledge)] = "slow"
 #: modules whose import reads the ICD-10-CM release (190 MB, seconds)
 _RELEASES = {"simple_icd_10_cm"}
 #: the values of a database fixture's parameter, and the marker each gives (None: in process)
