@@ -173,7 +173,7 @@ def _fixture_markers(item: pytest.Function, walk: _Walk) -> set[str]:
 
 
 def classify(items: list[pytest.Item]) -> None:
-    """Mark every test by what it starts; `fast` when it starts nothing."""
+    """Mark every test by what it starts or costs; `fast` when none of that."""
     walk = _Walk()
     for item in items:
         if not isinstance(item, pytest.Function):
