@@ -35,6 +35,7 @@ import psutil
 import uuid_utils
 
 from benchmarks.charts import hook_request
+from cds_service.core.cards import answer_json
 from cds_service.core.envelope import parse_envelope
 from cds_service.core.pipeline import decide
 from cds_service.data_access.gather import gather_patient_data
@@ -78,12 +79,13 @@ def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
 
 def pipeline(kb, settings: Settings, today: dt.date) -> Callable[[bytes], bytes]:
     """Request JSON in, response JSON out: what the service route does, without HTTP."""
+    service = kb.services[SERVICE_PATH.rpartition("/")[2]]
 
     def run(body: bytes) -> bytes:
         if json_depth(body) > settings.max_json_depth:
             raise ValueError("too deep")
-        request = parse_envelope(parse_json(body), kb.hooks["patient-view"])
-        data = gather_patient_data(kb, request, max_resources=settings.max_resources)
+        request = parse_envelope(parse_json(body), kb.hooks[service.hook])
+        data = gather_patient_data(service, request, max_resources=settings.max_resources)
         decision = decide(
             kb,
             data.resources,
@@ -92,7 +94,7 @@ def pipeline(kb, settings: Settings, today: dt.date) -> Callable[[bytes], bytes]
             settings.max_cards,
             lambda: str(uuid_utils.uuid7()),
         )
-        return orjson.dumps({"cards": decision.cards})
+        return orjson.dumps(answer_json(decision.cards))
 
     return run
 

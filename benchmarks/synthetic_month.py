@@ -79,11 +79,12 @@ def _feedback_for(
         item = {"card": card["uuid"], "outcome": "overridden", "outcomeTimestamp": when}
         return {**item, "overrideReason": override} if override else item
     suggestions = [s["uuid"] for s in card.get("suggestions") or [] if "uuid" in s]
-    chosen = [rng.choice(suggestions)] if suggestions else ["document-reviewed"]
+    if not suggestions:  # acceptance names a suggestion of the card; without one, no feedback
+        return None
     return {
         "card": card["uuid"],
         "outcome": "accepted",
-        "acceptedSuggestions": [{"id": sid} for sid in chosen],
+        "acceptedSuggestions": [{"id": rng.choice(suggestions)}],
         "outcomeTimestamp": when,
     }
 

@@ -261,7 +261,7 @@ def test_chart_cards_are_well_formed(chart, kb, client, settings):
     decision = _decide(kb, resources, chart, TODAY, settings.max_cards)
     # The EHR's prefetch and the whole bundle read directly give the same cards.
     assert [(c["indicator"], c["summary"]) for c in cards] == [
-        (c["indicator"], c["summary"]) for c in decision.cards
+        (c.json["indicator"], c.json["summary"]) for c in decision.cards
     ]
     for card in cards:
         assert len(card["summary"]) < SUMMARY_LIMIT, card["summary"]

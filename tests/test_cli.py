@@ -11,7 +11,8 @@ import pytest
 from click.testing import CliRunner
 from support.served import CDS
 
-from cds_service.cli import main, service_base
+from cds_service.cli import main
+from cds_service.tester_tools.commands import service_base
 
 #: An environment a new operator might have: nothing set, or settings that are wrong.
 ENVIRONMENTS = {

@@ -155,3 +155,114 @@ def test_invalid_knowledge_stops_loading(knowledge_copy):
     (knowledge_copy / "themes.yaml").write_text("themes: [not, a, mapping]\n")
     with pytest.raises(KnowledgeError):
         load_knowledge(knowledge_copy)
+
+
+def _keep_keys(service_id: str, keys: list[str]):
+    def change(doc) -> None:
+        for service in doc["services"]:
+            if service["id"] == service_id:
+                service["prefetch"] = keys
+
+    return change
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        (
+            ["patient", "conditions", "labs", "findings", "medication_requests"],
+            "reads measure 'body-temperature', which none of its prefetch keys fetches",
+        ),
+        (
+            ["patient", "conditions", "labs", "findings", "vitals"],
+            "from MedicationRequest, MedicationStatement, which none of its prefetch keys fetches",
+        ),
+        (
+            ["conditions", "labs", "findings", "vitals", "medication_statements"],
+            "reads the patient's age, but no prefetch key fetches Patient",
+        ),
+    ],
+)
+def test_a_service_must_fetch_what_its_rules_read(knowledge_copy, keys, message):
+    edit_yaml(knowledge_copy / "services.yaml", _keep_keys("back-spasm-patient-view", keys))
+    with pytest.raises(KnowledgeError) as caught:
+        load_knowledge(knowledge_copy)
+    assert any(message in p for p in caught.value.problems), caught.value.problems
+
+
+def test_code_placeholders_stand_for_the_measures_the_rules_read(knowledge_copy):
+    kb = load_knowledge(KNOWLEDGE)
+    service = kb.services["back-spasm-patient-view"]
+    labs = [c for m in kb.measures.values() if m.category == "laboratory" for c in m.codes]
+    assert service.codes["measure_codes"] == tuple(labs)
+    assert service.codes["vital_codes"] == ("8310-5",)
+    edit_yaml(
+        knowledge_copy / "labs.yaml",
+        lambda d: d["measures"].update(
+            sodium={
+                "title": "Sodium",
+                "codes": [
+                    {"code": "2951-2", "display": "Sodium [Moles/volume] in Serum or Plasma"}
+                ],
+                "canonical_unit": "mmol/L",
+                "units": {"mmol/L": 1.0},
+                "default_range": {"low": 135, "high": 145, "source": "lab-reference-intervals"},
+            }
+        ),
+    )
+    unread = load_knowledge(knowledge_copy)
+    assert "sodium" in unread.measures
+    assert unread.services["back-spasm-patient-view"].codes["measure_codes"] == tuple(labs)
+
+
+def test_a_recurring_status_must_be_an_active_one(knowledge_copy):
+    edit_yaml(
+        knowledge_copy / "policy.yaml",
+        lambda d: d["conditions"].update(active_clinical=["active", "recurrence"]),
+    )
+    with pytest.raises(
+        KnowledgeError, match="recurring status 'relapse' is not in active_clinical"
+    ):
+        load_knowledge(knowledge_copy)
+
+
+def test_a_new_hook_is_a_hooks_entry_and_a_service(knowledge_copy):
+    """The README's example: appointment-book, declared in hooks.yaml and services.yaml only."""
+    from cds_service.web.discovery import discovery_document
+
+    edit_yaml(
+        knowledge_copy / "hooks.yaml",
+        lambda d: d["hooks"].update(
+            {
+                "appointment-book": {
+                    "context": {
+                        "userId": {"required": True, "kind": "string"},
+                        "patientId": {"required": True, "kind": "id"},
+                        "encounterId": {"required": False, "kind": "id"},
+                        "appointments": {"required": True, "kind": "object"},
+                    },
+                    "prefetch_tokens": ["userId", "patientId", "encounterId"],
+                    "data": {"appointments": "bundle"},
+                }
+            }
+        ),
+    )
+    shipped = load_knowledge(KNOWLEDGE).services["back-spasm-patient-view"]
+    edit_yaml(
+        knowledge_copy / "services.yaml",
+        lambda d: d["services"].append(
+            {
+                "id": "back-spasm-appointment-book",
+                "hook": "appointment-book",
+                "title": "Back spasm red flags when an appointment is booked",
+                "description": "The same checks as the patient-view service.",
+                "prefetch": list(shipped.prefetch_keys),
+            }
+        ),
+    )
+    kb = load_knowledge(knowledge_copy)
+    document = discovery_document(kb, TODAY)
+    entries = {s["id"]: s for s in document["services"]}
+    booked = entries["back-spasm-appointment-book"]
+    assert booked["hook"] == "appointment-book"
+    assert booked["prefetch"] == entries["back-spasm-patient-view"]["prefetch"]

@@ -3,7 +3,8 @@
 What a call leaves behind: when, which service and hook, the client (issuer, tenant, token id;
 never a token), a pseudonymous patient key instead of the patient id, the HTTP status and latency,
 and for a decision the cards with their themes, the rules that fired and the FHIR references each
-rule rested on. The rows are plain dicts keyed by column name; an edge module writes them.
+rule rested on, all as the typed cards carry them. The rows are plain dicts keyed by column name;
+an edge module writes them.
 """
 
 from __future__ import annotations
@@ -11,27 +12,16 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .cards import card_matches, card_suggestions, card_themes
-from .findings import Finding
-from .knowledge import KnowledgeBase
-from .order_advice import OrderCard
-from .orders import suggestion_uuid
-from .rules import Evaluation, Evidence
+from .caller import Caller
+from .cards import RenderedCard, Traced, traces
+from .pipeline import Decision
+from .rules import Match
 
 Row = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Client:
-    """The authenticated CDS client of a call (from its verified JWT)."""
-
-    issuer: str
-    tenant: str | None = None
-    jti: str | None = None
 
 
 @dataclass(frozen=True)
@@ -47,7 +37,7 @@ class CallFacts:
     hook: str | None = None
     hook_instance: str | None = None
     patient_key: str | None = None
-    client: Client | None = None
+    client: Caller | None = None
 
 
 @dataclass(frozen=True)
@@ -94,148 +84,85 @@ def call_row(facts: CallFacts) -> Row:
     }
 
 
-def card_rows(
-    call_id: str, themes: Sequence[str], cards: Sequence[Mapping[str, Any]]
-) -> tuple[Row, ...]:
+def card_rows(call_id: str, cards: Sequence[RenderedCard]) -> tuple[Row, ...]:
     return tuple(
         {
-            "uuid": card["uuid"],
+            "uuid": card.uuid,
             "call_id": call_id,
             "position": position,
-            "theme": theme,
-            "indicator": card["indicator"],
+            "theme": card.theme,
+            "indicator": card.indicator,
         }
-        for position, (theme, card) in enumerate(zip(themes, cards, strict=True))
+        for position, card in enumerate(cards)
     )
 
 
-def suggestion_rows(
-    kb: KnowledgeBase, evaluation: Evaluation, cards: Sequence[Mapping[str, Any]]
-) -> tuple[Row, ...]:
+def suggestion_rows(cards: Sequence[RenderedCard]) -> tuple[Row, ...]:
     """One row per suggestion a card carried: its uuid (as feedback will quote it), its id in
-    the knowledge and the rules that offered it. Only the suggestions the card really carries."""
-    rows = []
-    for card, matches in zip(cards, card_matches(kb, evaluation, len(cards)), strict=True):
-        sent = {s.get("uuid") for s in card.get("suggestions", ())}
-        for offered in card_suggestions(kb, matches):
-            uuid = suggestion_uuid(card["uuid"], offered.suggestion.id)
-            if uuid in sent:
-                rows.append(
-                    {
-                        "uuid": uuid,
-                        "card_uuid": card["uuid"],
-                        "suggestion_id": offered.suggestion.id[:128],
-                        "rules": list(dict.fromkeys(offered.rules)),
-                    }
-                )
-    return tuple(rows)
-
-
-def rule_rows(call_id: str, evaluation: Evaluation, card_of: Mapping[str, str]) -> tuple[Row, ...]:
+    the knowledge and the rules that offered it."""
     return tuple(
         {
-            "call_id": call_id,
-            "rule_id": m.rule.id,
-            "theme": m.rule.theme,
-            "card_uuid": card_of.get(m.rule.theme),
+            "uuid": s.uuid,
+            "card_uuid": card.uuid,
+            "suggestion_id": s.suggestion_id[:128],
+            "rules": list(s.rules),
         }
-        for m in evaluation.all_matches
+        for card in cards
+        for s in card.suggestions
     )
 
 
-def _references(item: Evidence) -> tuple[str, ...]:
-    return item.references if isinstance(item, Finding) else (item.reference,)
+def rule_rows(
+    call_id: str, cards: Sequence[RenderedCard], unshown: Sequence[Match]
+) -> tuple[Row, ...]:
+    """The rules each card shows, then those that fired without a card (cut by the limit)."""
+    shown = [(rule, card.theme, card.uuid) for card in cards for rule in card.rules]
+    shown += [(m.rule.id, m.rule.theme, None) for m in unshown]
+    return tuple(
+        {"call_id": call_id, "rule_id": rule, "theme": theme, "card_uuid": card}
+        for rule, theme, card in shown
+    )
 
 
 def evidence_rows(
-    call_id: str, evaluation: Evaluation, card_of: Mapping[str, str], first_card: str | None
+    call_id: str, cards: Sequence[RenderedCard], unshown: Sequence[Match]
 ) -> tuple[Row, ...]:
-    """One row per (rule, role, reference): the trigger evidence, the context, the older lines."""
+    """One row per (rule, role, reference): each card's evidence, context and older lines, then
+    the evidence and context of the rules that fired without a card."""
+    traced: list[tuple[Traced, str | None]] = [(t, c.uuid) for c in cards for t in c.evidence]
+    traced += [(t, None) for t in traces(unshown)]
     rows: dict[tuple[str, str, str], Row] = {}
-
-    def add(rule_id: str, role: str, reference: str, card: str | None) -> None:
-        reference = reference[:512]
+    for trace, card in traced:
+        reference = trace.reference[:512]
         rows.setdefault(
-            (rule_id, role, reference),
+            (trace.rule, trace.role, reference),
             {
                 "call_id": call_id,
-                "rule_id": rule_id,
-                "role": role,
+                "rule_id": trace.rule,
+                "role": trace.role,
                 "reference": reference,
                 "card_uuid": card,
             },
         )
-
-    for match in evaluation.all_matches:
-        card = card_of.get(match.rule.theme)
-        for item in match.evidence:
-            for reference in _references(item):
-                add(match.rule.id, "evidence", reference, card)
-        for finding in match.context:
-            for reference in finding.references:
-                add(match.rule.id, "context", reference, card)
-    if first_card is not None:  # older red flags are one line on the first card only
-        for note in evaluation.older:
-            for reference in note.finding.references:
-                add(note.rule.id, "older", reference, first_card)
     return tuple(rows.values())
 
 
-def audit_record(
-    facts: CallFacts,
-    kb: KnowledgeBase | None = None,
-    evaluation: Evaluation | None = None,
-    cards: Sequence[Mapping[str, Any]] = (),
-    order_cards: Sequence[OrderCard] | None = None,
-) -> AuditRecord:
+def _unshown(decision: Decision) -> list[Match]:
+    """The recorded rule matches that no card of the decision shows."""
+    shown = {rule for card in decision.cards for rule in card.rules}
+    return [m for m in decision.fired if m.rule.id not in shown]
+
+
+def audit_record(facts: CallFacts, decision: Decision | None = None) -> AuditRecord:
     """The rows for a call; a call that reached no decision (4xx, 412) has the call row only."""
     call = call_row(facts)
-    if kb is None or evaluation is None:
+    if decision is None:
         return AuditRecord(call)
-    if order_cards is not None:
-        return _order_record(facts.call_id, call, order_cards)
-    themes = card_themes(kb, evaluation, len(cards))
-    card_of = {theme: card["uuid"] for theme, card in zip(themes, cards, strict=True)}
-    first_card = cards[0]["uuid"] if cards else None
+    cards, unshown = decision.cards, _unshown(decision)
     return AuditRecord(
         call,
-        card_rows(facts.call_id, themes, cards),
-        rule_rows(facts.call_id, evaluation, card_of),
-        evidence_rows(facts.call_id, evaluation, card_of, first_card),
-        suggestion_rows(kb, evaluation, cards),
+        card_rows(facts.call_id, cards),
+        rule_rows(facts.call_id, cards, unshown),
+        evidence_rows(facts.call_id, cards, unshown),
+        suggestion_rows(cards),
     )
-
-
-def _order_record(call_id: str, call: Row, order_cards: Sequence[OrderCard]) -> AuditRecord:
-    """The rows of an order-hook call: each card under its order rule's id (as its theme), the
-    rule, the red-flag evidence it lists, and its suggestions."""
-    cards, rules, evidence, suggestions = [], [], [], []
-    for position, oc in enumerate(order_cards):
-        uuid = oc.card["uuid"]
-        cards.append(
-            {
-                "uuid": uuid,
-                "call_id": call_id,
-                "position": position,
-                "theme": oc.rule.id,
-                "indicator": oc.card["indicator"],
-            }
-        )
-        rules.append(
-            {"call_id": call_id, "rule_id": oc.rule.id, "theme": oc.rule.id, "card_uuid": uuid}
-        )
-        evidence += [
-            {
-                "call_id": call_id,
-                "rule_id": oc.rule.id,
-                "role": "evidence",
-                "reference": ref[:512],
-                "card_uuid": uuid,
-            }
-            for ref in oc.evidence
-        ]
-        suggestions += [
-            {"uuid": s_uuid, "card_uuid": uuid, "suggestion_id": sid[:128], "rules": [oc.rule.id]}
-            for s_uuid, sid in oc.suggestions
-        ]
-    return AuditRecord(call, tuple(cards), tuple(rules), tuple(evidence), tuple(suggestions))

@@ -7,7 +7,7 @@ or HTML into a card; all other text comes from the reviewed knowledge.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +44,11 @@ def _dates_text(dates: tuple[Dated, ...]) -> str:
     return ", ".join(f"{d.kind} {d.day.isoformat()}" for d in dates)
 
 
+def references_of(item: Evidence) -> tuple[str, ...]:
+    """The FHIR references a piece of evidence rests on."""
+    return item.references if isinstance(item, Finding) else (item.reference,)
+
+
 def evidence_text(item: Evidence) -> str:
     """One line of evidence: finding, code, system, date, qualifier and the resource."""
     parts = [_coding_text(item.coding)]
@@ -59,9 +64,7 @@ def evidence_text(item: Evidence) -> str:
         if item.qualifier:
             parts.append(item.qualifier)
         parts.extend(escape_text(note) for note in item.notes)
-        references = item.references
-    else:
-        references = (item.reference,)
+    references = references_of(item)
     shown = ", ".join(escape_text(r, 80) for r in references[:MAX_REFERENCES])
     if len(references) > MAX_REFERENCES:
         shown += f" and {len(references) - MAX_REFERENCES} more"
@@ -132,7 +135,7 @@ def _questions_section(kb: KnowledgeBase, theme: Theme) -> list[str]:
     lines = ["", f"**Ask** (*{kb.article.title}*)", "", *[f"- {x}" for x in q.article]]
     if q.guideline and q.guideline_questions:
         guideline = kb.guidelines[q.guideline]
-        lines += ["", f"**And for cauda equina syndrome** ({guideline.short})", ""]
+        lines += ["", f"**{q.guideline_heading}** ({guideline.short})", ""]
         lines += [f"- {x}" for x in q.guideline_questions]
     return lines
 
@@ -258,7 +261,7 @@ class Offered:
     reasons: list[str]
 
 
-def card_suggestions(kb: KnowledgeBase, matches: list[Match]) -> list[Offered]:
+def card_suggestions(kb: KnowledgeBase, matches: Sequence[Match]) -> list[Offered]:
     """The card's suggestions (one per order and action, the most serious rule's first)."""
     offered: dict[str, Offered] = {}
     for match in matches:
@@ -272,27 +275,75 @@ def card_suggestions(kb: KnowledgeBase, matches: list[Match]) -> list[Offered]:
                 continue
             entry.rules.append(match.rule.id)
             for item in match.evidence:
-                refs = item.references if isinstance(item, Finding) else (item.reference,)
-                entry.reasons.extend(refs)
+                entry.reasons.extend(references_of(item))
     return list(offered.values())
 
 
-def _suggestions(
-    kb: KnowledgeBase, matches: list[Match], card_uuid: str, context: CardContext
-) -> tuple[list[dict[str, Any]], str | None]:
-    offered = card_suggestions(kb, matches)
-    if not offered:
-        return [], None
+def render_offers(
+    kb: KnowledgeBase, offered: Sequence[Offered], card_uuid: str, context: CardContext
+) -> list[dict[str, Any]]:
+    """The offered suggestions as CDS Hooks JSON, for the card with this uuid."""
     order_context = OrderContext(context.patient_id, context.encounter_id)
-    rendered = [
+    return [
         render_suggestion(kb.orders, o.suggestion, card_uuid, order_context, o.reasons)
         for o in offered
     ]
-    return rendered, selection_behavior([o.suggestion for o in offered])
 
 
 def _coding_json(coding: Coding) -> dict[str, str]:
     return {"system": coding.system, "code": coding.code, "display": coding.display}
+
+
+@dataclass(frozen=True)
+class Traced:
+    """A FHIR reference the audit traces to a card: the rule, and its role for the rule."""
+
+    rule: str
+    role: str  # "evidence", "context" or "older"
+    reference: str
+
+
+@dataclass(frozen=True)
+class CardSuggestion:
+    """A suggestion a card carries: its uuid (as feedback quotes it), its id, its rules."""
+
+    uuid: str
+    suggestion_id: str
+    rules: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RenderedCard:
+    """A card as answered (`json`), with what the audit records of it: its theme (on an order
+    card, its order rule's id), indicator, the rules that fired for it, the references it rests
+    on and the suggestions it carries."""
+
+    json: dict[str, Any]
+    theme: str
+    indicator: str
+    rules: tuple[str, ...]
+    evidence: tuple[Traced, ...] = ()
+    suggestions: tuple[CardSuggestion, ...] = ()
+
+    @property
+    def uuid(self) -> str:
+        return self.json["uuid"]
+
+
+def answer_json(cards: Iterable[RenderedCard]) -> dict[str, Any]:
+    """The CDS Hooks answer: `{"cards": [...]}`."""
+    return {"cards": [card.json for card in cards]}
+
+
+def traces(matches: Sequence[Match], older: Sequence[OlderFinding] = ()) -> tuple[Traced, ...]:
+    """The references of matches: each rule's evidence and context, then the older findings."""
+    traced: list[Traced] = []
+    for match in matches:
+        rule = match.rule.id
+        traced += [Traced(rule, "evidence", r) for e in match.evidence for r in references_of(e)]
+        traced += [Traced(rule, "context", r) for f in match.context for r in f.references]
+    traced += [Traced(o.rule.id, "older", r) for o in older for r in o.finding.references]
+    return tuple(dict.fromkeys(traced))
 
 
 def _card(
@@ -302,7 +353,7 @@ def _card(
     older: list[OlderFinding],
     new_uuid: Callable[[], str],
     context: CardContext | None = None,
-) -> dict[str, Any]:
+) -> RenderedCard:
     guideline_ids = _guidelines_of((m.rule for m in matches), theme)
     detail = [
         *_evidence_section(kb, theme, matches),
@@ -320,31 +371,37 @@ def _card(
         "detail": "\n".join(detail).strip() + "\n",
         "source": _source(kb, theme, guideline_ids, base_url),
     }
-    if context is not None:
-        suggestions, behavior = _suggestions(kb, matches, card["uuid"], context)
-        if suggestions:
-            card["suggestions"] = suggestions
-            card["selectionBehavior"] = behavior
+    offered = card_suggestions(kb, matches) if context is not None else []
+    if context is not None and offered:
+        card["suggestions"] = render_offers(kb, offered, card["uuid"], context)
+        card["selectionBehavior"] = selection_behavior([o.suggestion for o in offered])
     if theme.override_reasons:
         card["overrideReasons"] = [_coding_json(c) for c in theme.override_reasons]
     links = _links(kb, matches, guideline_ids, base_url)
     if links:
         card["links"] = links
-    return card
+    return RenderedCard(
+        card,
+        theme.id,
+        theme.indicator,
+        tuple(m.rule.id for m in matches),
+        traces(matches, older),
+        tuple(
+            CardSuggestion(s["uuid"], o.suggestion.id, tuple(dict.fromkeys(o.rules)))
+            for o, s in zip(offered, card.get("suggestions", ()), strict=True)
+        ),
+    )
 
 
-def card_themes(kb: KnowledgeBase, evaluation: Evaluation, max_cards: int) -> list[str]:
-    """The theme of each card, in card order (critical first): the cards `render_cards` makes."""
-    fired = dict.fromkeys(m.rule.theme for m in evaluation.all_matches)  # in match order
-    return [t.id for t in sorted((kb.themes[t] for t in fired), key=lambda t: t.order)][:max_cards]
-
-
-def card_matches(kb: KnowledgeBase, evaluation: Evaluation, max_cards: int) -> list[list[Match]]:
-    """The matches of each card, in card order (what `render_cards` renders)."""
+def _themes_in_card_order(
+    kb: KnowledgeBase, evaluation: Evaluation, max_cards: int
+) -> list[tuple[Theme, list[Match]]]:
+    """The themes that fired with their matches, critical first, at most `max_cards`."""
     by_theme: dict[str, list[Match]] = {}
     for match in evaluation.all_matches:
         by_theme.setdefault(match.rule.theme, []).append(match)
-    return [by_theme[t] for t in card_themes(kb, evaluation, max_cards)]
+    themes = sorted((kb.themes[t] for t in by_theme), key=lambda t: t.order)[:max_cards]
+    return [(theme, by_theme[theme.id]) for theme in themes]
 
 
 def render_cards(
@@ -353,15 +410,12 @@ def render_cards(
     max_cards: int,
     new_uuid: Callable[[], str],
     context: CardContext | None = None,
-) -> list[dict[str, Any]]:
+) -> list[RenderedCard]:
     """Cards in theme order (critical first), at most `max_cards`; with a context, the cards
     carry suggested orders, and (with a base URL) their icon and "About" links."""
-    by_theme: dict[str, list[Match]] = {}
-    for match in evaluation.all_matches:
-        by_theme.setdefault(match.rule.theme, []).append(match)
     cards = []
     older = list(evaluation.older)
-    for theme_id in card_themes(kb, evaluation, max_cards):
-        cards.append(_card(kb, kb.themes[theme_id], by_theme[theme_id], older, new_uuid, context))
+    for theme, matches in _themes_in_card_order(kb, evaluation, max_cards):
+        cards.append(_card(kb, theme, matches, older, new_uuid, context))
         older = []  # the older findings are worth one line, on the first card only
     return cards

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .audit import Client
+from .caller import Caller
 from .text import is_blank, is_uri
 
 OUTCOMES = ("accepted", "overridden")
@@ -226,7 +226,7 @@ def feedback_rows(
     items: list[FeedbackItem],
     service_id: str,
     received_at: dt.datetime,
-    client: Client | None = None,
+    client: Caller | None = None,
 ) -> list[dict[str, Any]]:
     """Rows for the feedback table, one per distinct item, in fingerprint order.
 

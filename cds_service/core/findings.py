@@ -43,8 +43,6 @@ MEASURE_ELEMENTS = (
     "interpretation",
     "referenceRange",
 )
-#: clinicalStatus codes that say a condition has come back after a remission or resolution.
-RECURRING_STATUSES = frozenset({"recurrence", "relapse"})
 #: How a finding's newness is known: from its onset, from its recording (no onset given), or not.
 ONSET, RECORDED, UNKNOWN = "onset", "recorded", "unknown"
 
@@ -76,6 +74,10 @@ class Finding:
     coding: Coding
     dates: tuple[Dated, ...]  # clinical date first (onset / taken), then recorded / reported
     clinical_status: str | None = None
+    #: the clinical status says it is current (policy.yaml `active_clinical`, or a medicine's
+    #: `active_status`), and that it has come back after a remission (`recurring_clinical`)
+    active: bool = False
+    recurring: bool = False
     qualifier: str | None = None  # e.g. "provisional", "recurrence"
     when: dt.date | None = None
     since: dt.date | None = None  # an imprecise onset's first possible day (`when` its last)
@@ -92,10 +94,6 @@ class Finding:
     def date(self) -> dt.date | None:
         """The day that decides newness (see the class docstring)."""
         return self.when
-
-    @property
-    def recurring(self) -> bool:
-        return self.clinical_status in RECURRING_STATUSES
 
 
 @dataclass(frozen=True)
@@ -246,8 +244,9 @@ def _condition_finding(
     if verification in policy.excluded_verification:
         return f"verification status {verification}"
     past = clinical in policy.excluded_clinical
+    recurring = clinical in policy.recurring_clinical
     abated_by, abated_on = abatement_day(res, ctx.birth, ctx.limits)
-    if abated_by and clinical not in RECURRING_STATUSES:
+    if abated_by and not recurring:
         if abated_on is not None and abated_on <= ctx.limits.today:
             return f"abated {abated_on.isoformat()}"
         if abated_on is None and clinical is None and policy.abatement_ends_condition:
@@ -271,8 +270,9 @@ def _condition_finding(
         when, timing, not_after = recorded, RECORDED, None
     else:
         when, timing, not_after = None, UNKNOWN, recorded
-    qualifier = verification if verification not in (None, "confirmed") else None
-    if clinical in RECURRING_STATUSES or past:
+    shown = verification is not None and verification not in policy.unqualified_verification
+    qualifier = verification if shown else None
+    if recurring or past:
         qualifier = clinical
     return Finding(
         references=(_reference(res),),
@@ -281,6 +281,8 @@ def _condition_finding(
         coding=coding,
         dates=dates,
         clinical_status=clinical,
+        active=clinical in policy.active_clinical,
+        recurring=recurring,
         qualifier=qualifier,
         when=when,
         since=since,
@@ -401,7 +403,7 @@ def _observation_finding(
         valuesets=valuesets,
         coding=coding,
         dates=dates,
-        qualifier="preliminary" if status == "preliminary" else None,
+        qualifier=status if status in ctx.kb.policy.qualified_observation_status else None,
         when=dates[0].day if dates else None,
         timing=RECORDED if dates else UNKNOWN,
         notes=notes,
@@ -486,7 +488,8 @@ def _medication_finding(
         coding=coding,
         dates=dates,
         # an active prescription is current whenever it was written (like an active condition)
-        clinical_status="active" if status == "active" else None,
+        clinical_status=status if status in policy.active_medication_status else None,
+        active=status in policy.active_medication_status,
         qualifier=status if status in policy.ended_medication_status else None,
         when=started,
         timing=ONSET if started else UNKNOWN,
@@ -689,8 +692,8 @@ def _merge(group: list[Finding]) -> Finding:
         when, timing, not_after = min(recordings), RECORDED, None
     else:
         when, timing, not_after = None, UNKNOWN, min(not_afters, default=None)
-    statuses = [f.clinical_status for f in group if f.clinical_status]
-    active = [s for s in statuses if s in RECURRING_STATUSES] or statuses
+    with_status = [f for f in group if f.clinical_status]
+    status = next((f for f in with_status if f.recurring), None) or next(iter(with_status), None)
     first = group[0]
     return Finding(
         references=tuple(dict.fromkeys(r for f in group for r in f.references)),
@@ -698,7 +701,9 @@ def _merge(group: list[Finding]) -> Finding:
         valuesets=frozenset().union(*(f.valuesets for f in group)),
         coding=first.coding,
         dates=tuple(dict.fromkeys(d for f in group for d in f.dates)),
-        clinical_status=active[0] if active else None,
+        clinical_status=status.clinical_status if status else None,
+        active=status.active if status else False,
+        recurring=status.recurring if status else False,
         qualifier=next((f.qualifier for f in group if f.qualifier), None),
         when=when,
         since=since,

@@ -4,7 +4,8 @@ The lab's own interpretation code wins; then the lab's own reference range; then
 range the knowledge gives with its source. A unit the knowledge does not list is never guessed
 at, and a unit that does not fit the code's property (a mass unit on a Moles/volume code) is
 never converted: the result is reported as unreadable and raises nothing. A result the lab
-flags `LL`, or below the measure's critical limit, reads "critical-low".
+flags critically low (labs.yaml `interpretations`), or below the measure's critical limit, reads
+"critical-low".
 """
 
 from __future__ import annotations
@@ -13,11 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from .knowledge import Measure
-
-INTERPRETATION_LOW = frozenset({"L", "LL", "LU", "<", "L<"})
-INTERPRETATION_HIGH = frozenset({"H", "HH", "HU", ">", "H>"})
-INTERPRETATION_NORMAL = frozenset({"N"})
-INTERPRETATION_CRITICAL_LOW = frozenset({"LL"})
 
 
 @dataclass(frozen=True)
@@ -120,7 +116,7 @@ def _critical(
     measure: Measure, canonical: float, interpretations: frozenset[str], factor: float, unit: str
 ) -> str | None:
     """Why the result is critically low, or None."""
-    if interpretations & INTERPRETATION_CRITICAL_LOW:
+    if interpretations & measure.interpretations.critical_low:
         return "flagged critically low by the lab"
     limit = measure.critical_below
     if limit is not None and canonical < limit:
@@ -150,11 +146,11 @@ def read_measure(measure: Measure, obs: Any, interpretations: frozenset[str]) ->
         if range_text is None:
             range_text = _default_range_text(measure, factor, shown_unit)
         return Reading("critical-low", critical, value, shown_unit, canonical, range_text)
-    if interpretations & INTERPRETATION_LOW:
+    if interpretations & measure.interpretations.low:
         return Reading("low", "flagged low by the lab", value, shown_unit, canonical, range_text)
-    if interpretations & INTERPRETATION_HIGH:
+    if interpretations & measure.interpretations.high:
         return Reading("high", "flagged high by the lab", value, shown_unit, canonical, range_text)
-    if interpretations & INTERPRETATION_NORMAL:
+    if interpretations & measure.interpretations.normal:
         return Reading(
             "normal", "flagged normal by the lab", value, shown_unit, canonical, range_text
         )

@@ -17,11 +17,15 @@ from typing import Any
 
 from .cards import (
     CardContext,
-    _suggestions,
+    CardSuggestion,
+    RenderedCard,
+    Traced,
     card_suggestions,
     concept_name,
     escape_text,
     evidence_text,
+    references_of,
+    render_offers,
 )
 from .findings import PatientFindings
 from .knowledge import KnowledgeBase
@@ -156,17 +160,6 @@ def _episode_is_young(rule: OrderRule, findings: PatientFindings, today: dt.date
     return True
 
 
-@dataclass(frozen=True)
-class OrderCard:
-    """A card on draft orders, with what the audit records of it."""
-
-    card: dict[str, Any]
-    rule: OrderRule
-    evidence: tuple[str, ...]
-    #: (suggestion uuid, suggestion id) of every suggestion the card carries
-    suggestions: tuple[tuple[str, str], ...]
-
-
 def _order_line(order: DraftOrder) -> str:
     return (
         f"- **{escape_text(order.display)}** ({escape_text(order.kind.title)})"
@@ -240,7 +233,7 @@ def _routine_card(
     flags: list[Match],
     new_uuid: Callable[[], str],
     context: CardContext,
-) -> OrderCard:
+) -> RenderedCard:
     card_uuid = new_uuid()
     lines = [
         "**Orders concerned**",
@@ -254,7 +247,7 @@ def _routine_card(
     for match in flags:
         for item in match.evidence:
             lines.append(f"- **{concept_name(kb, match.rule, item)}**: {evidence_text(item)}")
-            evidence.extend(getattr(item, "references", (getattr(item, "reference", ""),)))
+            evidence.extend(references_of(item))
     lines += ["", f"**Action:** {rule.action}", *_why(kb, rule)]
     suggestions: list[dict[str, Any]] = []
     ids: list[tuple[str, str]] = []
@@ -264,16 +257,31 @@ def _routine_card(
             suggestions.append(s)
             ids.append((s["uuid"], f"{rule.id}:stat"))
     if any(not o.kind.imaging for o in orders):
-        own, _ = _suggestions(kb, flags, card_uuid, context)
-        for offered, rendered in zip(card_suggestions(kb, flags), own, strict=True):
-            suggestions.append(rendered)
-            ids.append((rendered["uuid"], offered.suggestion.id))
+        offered = card_suggestions(kb, flags)
+        own = render_offers(kb, offered, card_uuid, context)
+        suggestions += own
+        ids += [(s["uuid"], o.suggestion.id) for o, s in zip(offered, own, strict=True)]
     reasons = [
         {"system": c.system, "code": c.code, "display": c.display}
         for c in kb.themes["emergency"].override_reasons
     ]
     card = _card_json(kb, rule, orders, card_uuid, lines, suggestions, reasons)
-    return OrderCard(card, rule, tuple(dict.fromkeys(evidence)), tuple(ids))
+    return _order_card(card, rule, evidence, ids)
+
+
+def _order_card(
+    card: dict[str, Any], rule: OrderRule, evidence: list[str], ids: Iterable[tuple[str, str]]
+) -> RenderedCard:
+    """A card on draft orders, traced as the audit records it: under its order rule's id (as
+    its theme and its one rule), with the red-flag evidence it lists and its suggestions."""
+    return RenderedCard(
+        card,
+        rule.id,
+        rule.indicator,
+        (rule.id,),
+        tuple(Traced(rule.id, "evidence", ref) for ref in dict.fromkeys(evidence)),
+        tuple(CardSuggestion(uuid, sid, (rule.id,)) for uuid, sid in ids),
+    )
 
 
 def _card_json(
@@ -302,7 +310,7 @@ def _card_json(
 
 def _early_imaging_card(
     kb: KnowledgeBase, rule: OrderRule, orders: list[DraftOrder], new_uuid: Callable[[], str]
-) -> OrderCard:
+) -> RenderedCard:
     card_uuid = new_uuid()
     lines = [
         "**Orders concerned**",
@@ -319,8 +327,8 @@ def _early_imaging_card(
         {"system": rule.override_system, "code": c, "display": d} for c, d in rule.override_reasons
     ]
     card = _card_json(kb, rule, orders, card_uuid, lines, suggestions, reasons)
-    ids = tuple((s["uuid"], f"{rule.id}:delete") for s in suggestions)
-    return OrderCard(card, rule, (), ids)
+    ids = [(s["uuid"], f"{rule.id}:delete") for s in suggestions]
+    return _order_card(card, rule, [], ids)
 
 
 def advise_on_orders(
@@ -331,10 +339,10 @@ def advise_on_orders(
     today: dt.date,
     new_uuid: Callable[[], str],
     context: CardContext,
-) -> list[OrderCard]:
+) -> list[RenderedCard]:
     """The order rules in knowledge order; each gives at most one card about the drafts it
     concerns. Orders no rule concerns give nothing."""
-    cards: list[OrderCard] = []
+    cards: list[RenderedCard] = []
     for rule in kb.order_advice.rules:
         concerned = [o for o in orders if _concerns(rule, o)]
         if not concerned:

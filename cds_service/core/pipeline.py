@@ -7,20 +7,23 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .cards import CardContext, render_cards
+from .cards import CardContext, RenderedCard, render_cards
 from .findings import PatientFindings, extract_findings
 from .knowledge import KnowledgeBase
-from .order_advice import DraftOrder, OrderCard, advise_on_orders
-from .rules import Evaluation, evaluate
+from .order_advice import DraftOrder, advise_on_orders
+from .rules import Evaluation, Match, evaluate
 
 
 @dataclass(frozen=True)
 class Decision:
-    cards: list[dict[str, Any]]
+    """The cards of a call, with the evaluation and findings they came from."""
+
+    cards: tuple[RenderedCard, ...]
     evaluation: Evaluation
     findings: PatientFindings
-    #: on an order hook, the cards about draft orders (what the audit records of them)
-    order_cards: tuple[OrderCard, ...] | None = None
+    #: the rule matches the audit records: on a patient view all of them (those no card shows,
+    #: cut by the card limit, without a card); on an order hook none (its cards are its record)
+    fired: tuple[Match, ...] = ()
 
 
 def decide(
@@ -40,7 +43,7 @@ def decide(
     evaluation = evaluate(kb, findings, today)
     context = CardContext(patient_id, encounter_id, base_url)
     cards = render_cards(kb, evaluation, max_cards, new_uuid, context)
-    return Decision(cards, evaluation, findings)
+    return Decision(tuple(cards), evaluation, findings, evaluation.all_matches)
 
 
 def decide_orders(
@@ -59,5 +62,5 @@ def decide_orders(
     findings = extract_findings(kb, resources, patient_id, today)
     evaluation = evaluate(kb, findings, today)
     context = CardContext(patient_id, encounter_id, base_url)
-    order_cards = advise_on_orders(kb, orders, evaluation, findings, today, new_uuid, context)
-    return Decision([c.card for c in order_cards], evaluation, findings, tuple(order_cards))
+    cards = advise_on_orders(kb, orders, evaluation, findings, today, new_uuid, context)
+    return Decision(tuple(cards), evaluation, findings)

@@ -15,8 +15,6 @@ from .findings import Dated, Finding, Measurement, PatientFindings
 from .knowledge import Coding, KnowledgeBase, Requirement, ReviewKind, Rule, RuleSource
 
 Evidence = Finding | Measurement
-#: clinicalStatus codes that say a condition is current (condition-clinical "active" and children)
-ACTIVE_STATUSES = frozenset({"active", "recurrence", "relapse"})
 
 
 @dataclass(frozen=True)
@@ -93,7 +91,7 @@ def is_persistent(rule: Rule, item: Finding, today: dt.date) -> bool:
     """Active by its clinical status for at least `active_for_days`, or (if allowed) recurring."""
     if rule.or_recurring and item.recurring:
         return True
-    if item.clinical_status not in ACTIVE_STATUSES or not item.dates:
+    if not item.active or not item.dates:
         return False
     return (today - min(d.day for d in item.dates)).days >= (rule.active_for_days or 0)
 
@@ -126,7 +124,7 @@ def episode_count(rule: Rule, current: list[Finding], past: list[Finding], today
 def _meets(requirement: Requirement, finding: Finding, today: dt.date) -> bool:
     if not finding.valuesets.intersection(requirement.valuesets):
         return False
-    if requirement.or_active and finding.clinical_status in ACTIVE_STATUSES:
+    if requirement.or_active and finding.active:
         return True
     if requirement.new:
         return is_new(finding, requirement.within_days, today)

@@ -24,7 +24,7 @@ from urllib.parse import unquote, urljoin
 
 from .. import metrics
 from ..core.envelope import HookRequest
-from ..core.knowledge import KnowledgeBase
+from ..core.knowledge import Service
 from ..core.references import patient_id_of
 from .fhir_client import FetchError, FhirClient
 from .fhir_policy import AccessPolicy, normalise_base
@@ -98,24 +98,22 @@ def _needs_server(data: KeyData) -> bool:
 
 
 def gather_patient_data(
-    kb: KnowledgeBase,
+    service: Service,
     request: HookRequest,
     *,
     max_resources: int,
     fhir: FhirAccess | None = None,
-    keys: tuple[str, ...] | None = None,
 ) -> PatientData:
-    """The patient's resources, or `DataMissing` when a required key cannot be satisfied.
-    `keys`: the service's prefetch keys (default: every key of the knowledge)."""
-    read = read_prefetch(kb, request.prefetch)
-    keys = read if keys is None else {k: d for k, d in read.items() if k in keys}
+    """The patient's resources for the service's prefetch keys, or `DataMissing` when a required
+    key cannot be satisfied."""
+    keys = read_prefetch(service, request.prefetch)
     wanted = {key: data for key, data in keys.items() if _needs_server(data)}
-    fetched = _from_server(kb, request, wanted, fhir) if wanted else {}
+    fetched = _from_server(service, request, wanted, fhir) if wanted else {}
     keys |= fetched
     missing = {
         key: data.reason or "missing"
         for key, data in keys.items()
-        if data.status == "missing" and kb.prefetch[key].required
+        if data.status == "missing" and service.prefetch[key].required
     }
     resources = [r for data in keys.values() for r in data.resources]
     if len(resources) > max_resources:
@@ -135,7 +133,7 @@ def _unavailable(data: KeyData, why: str) -> KeyData:
 
 
 def _from_server(
-    kb: KnowledgeBase,
+    service: Service,
     request: HookRequest,
     wanted: Mapping[str, KeyData],
     fhir: FhirAccess | None,
@@ -159,7 +157,7 @@ def _from_server(
         max_pages=fhir.max_pages,
         deadline=time.monotonic() + fhir.budget_seconds,
     )
-    tasks = {key: _task(kb, request, server, data, fhir.today) for key, data in wanted.items()}
+    tasks = {key: _task(service, request, server, data, fhir.today) for key, data in wanted.items()}
     started = time.monotonic()
     results = server.client.run_all(tasks, server.deadline, server.base)
     out = {
@@ -181,20 +179,20 @@ def _from_server(
 
 
 def _task(
-    kb: KnowledgeBase, request: HookRequest, server: _Server, data: KeyData, today: dt.date
+    service: Service, request: HookRequest, server: _Server, data: KeyData, today: dt.date
 ) -> Callable[[], KeyData]:
     """What one worker thread does for one key: the query, or the rest of a prefetched search."""
     if data.next_url is not None:
         return partial(_follow, server, data, data.next_url, 1)
-    return partial(_fetch, server, data.key, kb, request.context, today)
+    return partial(_fetch, server, data.key, service, request.context, today)
 
 
 def _fetch(
-    server: _Server, key: str, kb: KnowledgeBase, context: Mapping[str, Any], today: dt.date
+    server: _Server, key: str, service: Service, context: Mapping[str, Any], today: dt.date
 ) -> KeyData:
     """The key's own query, exactly as discovery publishes it, asked of the FHIR server."""
     try:
-        query = render_query(discovery_template(kb, kb.prefetch[key], today), context)
+        query = render_query(discovery_template(service, service.prefetch[key], today), context)
     except KeyError as exc:
         raise FetchError(f"the prefetch template needs context.{exc.args[0]}") from None
     url = f"{server.base}/{query}"

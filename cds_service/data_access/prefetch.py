@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from ..core.knowledge import KnowledgeBase, PrefetchKey
+from ..core.knowledge import PrefetchKey, Service
 
 TOKEN = re.compile(r"\{\{\s*context\.([A-Za-z]+)\s*\}\}")
 _ERROR_SEVERITIES = {"fatal", "error"}
@@ -33,28 +33,26 @@ class KeyData:
     next_url: str | None = None
 
 
-def discovery_template(kb: KnowledgeBase, key: PrefetchKey, today: dt.date) -> str:
-    """The template as published in discovery: service placeholders filled, tokens kept."""
+def discovery_template(service: Service, key: PrefetchKey, today: dt.date) -> str:
+    """The template as the service publishes it in discovery: its placeholders filled (the
+    `since` day, the codes of the measures its rules read), tokens kept."""
     template = key.template
     if key.since_days is not None:
         template = template.replace(
             "{since}", (today - dt.timedelta(days=key.since_days)).isoformat()
         )
-    placeholders = (("{measure_codes}", "laboratory"), ("{vital_codes}", "vital-signs"))
-    for placeholder, category in placeholders:
+    for name, codes in service.codes.items():
+        placeholder = f"{{{name}}}"
         if placeholder in template:
-            codes = ",".join(
-                f"http://loinc.org|{code}"
-                for m in kb.measures.values()
-                if m.category == category
-                for code in m.codes
+            template = template.replace(
+                placeholder, ",".join(f"http://loinc.org|{code}" for code in codes)
             )
-            template = template.replace(placeholder, codes)
     return template
 
 
-def discovery_prefetch(kb: KnowledgeBase, today: dt.date) -> dict[str, str]:
-    return {key: discovery_template(kb, p, today) for key, p in kb.prefetch.items()}
+def discovery_prefetch(service: Service, today: dt.date) -> dict[str, str]:
+    """The service's prefetch templates as discovery publishes them."""
+    return {key: discovery_template(service, p, today) for key, p in service.prefetch.items()}
 
 
 def render_query(template: str, context: Mapping[str, Any]) -> str:
@@ -134,7 +132,7 @@ def read_key(key: str, present: bool, value: object) -> KeyData:
     return KeyData(key, "data", (value,))
 
 
-def read_prefetch(kb: KnowledgeBase, prefetch: Mapping[str, Any] | None) -> dict[str, KeyData]:
+def read_prefetch(service: Service, prefetch: Mapping[str, Any] | None) -> dict[str, KeyData]:
     """Every prefetch key the service declares, classified."""
     sent = prefetch or {}
-    return {key: read_key(key, key in sent, sent.get(key)) for key in kb.prefetch}
+    return {key: read_key(key, key in sent, sent.get(key)) for key in service.prefetch}

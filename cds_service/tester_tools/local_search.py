@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
-from ..core.knowledge import KnowledgeBase
+from ..core.knowledge import KnowledgeBase, Service
 from ..core.references import patient_id_of
 from ..data_access.prefetch import discovery_template, render_query
 
@@ -102,9 +102,16 @@ def prefetch_for(
     resources: list[Mapping[str, Any]],
     context: Mapping[str, Any],
     today: dt.date,
+    service: Service | None = None,
 ) -> dict[str, Any]:
-    """Every prefetch key filled the way an EHR would fill it from these resources."""
+    """The service's prefetch keys (default: every service's) filled the way an EHR would fill
+    them from these resources, each with the query its service publishes."""
+    templates: dict[str, str] = {}
+    for each in (service,) if service else kb.services.values():
+        for key, spec in each.prefetch.items():
+            templates.setdefault(key, discovery_template(each, spec, today))
     return {
-        key: search(resources, render_query(discovery_template(kb, spec, today), context))
-        for key, spec in kb.prefetch.items()
+        key: search(resources, render_query(templates[key], context))
+        for key in kb.prefetch
+        if key in templates
     }

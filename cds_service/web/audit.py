@@ -1,8 +1,10 @@
 """Record every service call in the audit trail once its answer is built, whatever the status.
 
-The service view notes what it parsed and decided (`note_request`, `note_decision`); an
-`after_request` hook builds the record (pure core) and hands it to the per-process writer, which
-never blocks. Any failure here is logged and counted, and the answer goes out unchanged.
+A request routed to the service view opens its one `CallNotes` (before authentication, so that
+a refused call is recorded too); the view notes in it what it parsed and decided. An
+`after_request` hook records every call that has notes: it builds the record (pure core) and
+hands it to the per-process writer, which never blocks. Any failure here is logged and counted,
+and the answer goes out unchanged.
 """
 
 from __future__ import annotations
@@ -10,13 +12,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import uuid_utils
 from flask import Flask, Response, g, request
 
 from .. import metrics
-from ..core.audit import AuditRecord, CallFacts, Client, audit_record
+from ..core.audit import AuditRecord, CallFacts, audit_record
 from ..core.envelope import HookRequest
 from ..core.pipeline import Decision
 from .caller import current_caller
@@ -25,7 +28,6 @@ from .state import ServiceState, state
 log = logging.getLogger("cds_service.audit")
 
 START_KEY = "cds_service.started"
-SERVICE_ENDPOINT = "services.call_service"
 
 
 class _StampStart:
@@ -39,20 +41,27 @@ class _StampStart:
         return self.wsgi_app(environ, start_response)
 
 
-def note_request(hook_request: HookRequest) -> None:
-    """The view parsed the envelope: the audit records hook, hookInstance and patient key."""
-    g.cds_audit_request = hook_request
+@dataclass
+class CallNotes:
+    """What the audit records of one service call, filled in as the view answers it."""
+
+    service_id: str
+    #: the envelope, once parsed: hook, hookInstance and patient key
+    request: HookRequest | None = None
+    #: the decision answered: the cards, the rules and their evidence
+    decision: Decision | None = None
 
 
-def note_decision(decision: Decision) -> None:
-    """The view decided: the audit records the cards, the rules and their evidence."""
-    g.cds_audit_decision = decision
+def open_call(service_id: str) -> CallNotes:
+    """Open the one set of notes of this request's service call: the call will be recorded."""
+    notes = CallNotes(service_id)
+    g.cds_call = notes
+    return notes
 
 
-def current_client() -> Client | None:
-    """The authenticated client of this request, as the audit and feedback record it."""
-    caller = current_caller()
-    return Client(caller.issuer, caller.tenant, caller.jti) if caller else None
+def call_notes() -> CallNotes | None:
+    """The notes of this request's service call; None for any other request."""
+    return g.get("cds_call")
 
 
 def _latency_ms() -> float:
@@ -60,13 +69,12 @@ def _latency_ms() -> float:
     return (time.perf_counter() - started) * 1000 if started is not None else 0.0
 
 
-def build_record(s: ServiceState, status: int) -> AuditRecord:
-    hook_request: HookRequest | None = g.get("cds_audit_request")
-    decision: Decision | None = g.get("cds_audit_decision")
+def build_record(s: ServiceState, notes: CallNotes, status: int) -> AuditRecord:
+    hook_request = notes.request
     facts = CallFacts(
         call_id=str(uuid_utils.uuid7()),  # time-ordered: appended to its index, not scattered
         recorded_at=s.clock(),
-        service_id=(request.view_args or {}).get("service_id", ""),
+        service_id=notes.service_id,
         status=status,
         latency_ms=_latency_ms(),
         knowledge_version=s.knowledge.version,
@@ -77,45 +85,37 @@ def build_record(s: ServiceState, status: int) -> AuditRecord:
             if s.audit and hook_request
             else None
         ),
-        client=current_client(),
+        client=current_caller(),
     )
-    if decision is None or status != 200:
-        return audit_record(facts)
-    return audit_record(
-        facts, s.knowledge, decision.evaluation, decision.cards, decision.order_cards
-    )
+    return audit_record(facts, notes.decision if status == 200 else None)
 
 
 def _record_call(response: Response) -> Response:
-    """Record a service call; a CORS preflight is no call, an unknown service id only counted."""
-    if request.endpoint != SERVICE_ENDPOINT or request.method != "POST":
+    """Record a service call (a request with notes); an unknown service id is only counted."""
+    notes = call_notes()
+    if notes is None:
         return response
     s = state()
     record: AuditRecord | None = None
-    if (request.view_args or {}).get("service_id") not in s.knowledge.services:
+    if notes.service_id not in s.knowledge.services:
         if s.audit is not None:
             s.audit.writer.count_unknown_service()
-        _observe(s, response.status_code, None)
+        _observe(metrics.UNKNOWN_SERVICE, response.status_code, None)
         return response
     try:
-        record = build_record(s, response.status_code)
+        record = build_record(s, notes, response.status_code)
         if s.audit is not None:
             s.audit.writer.submit(record)
     except Exception:  # the audit never fails the clinician's call
         if s.audit is not None:
             s.audit.writer.count_dropped()
         log.exception("audit: a service call could not be recorded")
-    _observe(s, response.status_code, record)
+    _observe(notes.service_id, response.status_code, record)
     return response
 
 
-def _observe(s: ServiceState, status: int, record: AuditRecord | None) -> None:
+def _observe(service: str, status: int, record: AuditRecord | None) -> None:
     """The call in the metrics: its service (a known one), status, latency, cards and rules."""
-    if request.method != "POST":  # a CORS preflight is not a call
-        return
-    service = (request.view_args or {}).get("service_id", "")
-    if service not in s.knowledge.services:
-        service = metrics.UNKNOWN_SERVICE
     try:
         cards, rules = (record.cards, record.rules) if record is not None else ((), ())
         metrics.observe_call(service, status, _latency_ms() / 1000, cards, rules)

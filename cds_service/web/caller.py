@@ -2,22 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from flask import g
 
-
-@dataclass(frozen=True)
-class Caller:
-    """A CDS client whose JWT was verified. Never holds the token itself."""
-
-    issuer: str
-    jti: str
-    tenant: str | None = None
-    subject: str | None = None
-    kid: str | None = None
-    #: FHIR base URLs this client may send as `fhirServer` (trusted-clients file).
-    fhir_servers: tuple[str, ...] = ()
+from ..core.caller import Caller
 
 
 def set_caller(caller: Caller | None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from flask import Blueprint, Response
@@ -14,7 +15,7 @@ from .state import state
 bp = Blueprint("discovery", __name__)
 
 
-def discovery_document(kb: KnowledgeBase, prefetch: dict[str, str]) -> dict[str, Any]:
+def discovery_document(kb: KnowledgeBase, today: dt.date) -> dict[str, Any]:
     services = []
     for service in kb.services.values():
         entry: dict[str, Any] = {
@@ -22,7 +23,7 @@ def discovery_document(kb: KnowledgeBase, prefetch: dict[str, str]) -> dict[str,
             "title": service.title,
             "description": service.description,
             "id": service.id,
-            "prefetch": {k: v for k, v in prefetch.items() if k in service.prefetch_keys},
+            "prefetch": discovery_prefetch(service, today),
         }
         if service.usage_requirements:
             entry["usageRequirements"] = service.usage_requirements
@@ -33,5 +34,4 @@ def discovery_document(kb: KnowledgeBase, prefetch: dict[str, str]) -> dict[str,
 @bp.get("/cds-services")
 def discovery() -> Response:
     s = state()
-    prefetch = discovery_prefetch(s.knowledge, s.clock().date())
-    return json_response(discovery_document(s.knowledge, prefetch))
+    return json_response(discovery_document(s.knowledge, s.clock().date()))

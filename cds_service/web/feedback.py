@@ -25,8 +25,8 @@ from ..core.orders import suggestion_uuid
 from ..core.outcome import invalid_outcome
 from ..storage.database import DatabaseUnavailable
 from ..storage.feedback_store import issued_suggestions, store_feedback
-from .audit import current_client
 from .body import BodyError, read_json_body
+from .caller import current_caller
 from .responses import error_response, json_response, unknown_service
 from .state import ServiceState, state
 
@@ -71,7 +71,7 @@ def send_feedback(service_id: str) -> Response:
         problems = _suggestion_problems(s, items)
         if problems:
             return json_response(invalid_outcome(problems, "invalid"), 400)
-        rows = feedback_rows(items, service_id, s.clock(), current_client())
+        rows = feedback_rows(items, service_id, s.clock(), current_caller())
         store_feedback(s.engine, rows)
     except DatabaseUnavailable as exc:
         log.warning("feedback for %s not stored, answered 503: %s", service_id, exc)

@@ -27,9 +27,10 @@ from ..auth.clients import TrustedClientsError, load_trusted_clients
 from ..auth.keys import ClientKeys, FetchPolicy
 from ..auth.replay import ReplayGuard
 from ..auth.tokens import Rejected, TokenPolicy, TokenVerifier, VerifiedToken, bearer_token
+from ..core.caller import Caller
 from ..settings import Settings
 from ..storage.database import DatabaseUnavailable
-from .caller import Caller, set_caller
+from .caller import set_caller
 from .responses import error_response
 
 log = logging.getLogger(__name__)

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
+from typing import Any
 
 import uuid_utils
 from flask import Blueprint, Response, request
 
 from .. import metrics
+from ..core.cards import answer_json
 from ..core.envelope import EnvelopeError, HookRequest, parse_envelope
 from ..core.order_advice import draft_orders
 from ..core.outcome import missing_data_outcome
 from ..core.pipeline import Decision, decide, decide_orders
 from ..data_access.fhir_policy import AccessPolicy
 from ..data_access.gather import DataMissing, FhirAccess, TooManyResources, gather_patient_data
-from .audit import note_decision, note_request
+from .audit import CallNotes, call_notes, open_call
 from .body import BodyError, read_json_body
 from .caller import current_caller
 from .responses import error_response, json_response, unknown_service
@@ -75,36 +78,31 @@ def _decide(s: ServiceState, hook_request: HookRequest, resources: list) -> Deci
 
 
 def _incomplete_answer(
-    s: ServiceState, service_id: str, hook_request: HookRequest, exc: DataMissing
+    s: ServiceState, notes: CallNotes, hook_request: HookRequest, exc: DataMissing
 ) -> Response:
     """A red flag already seen is never withheld: the warning and critical cards from what was
     received, each with one line naming what is missing; without such a card, the spec's 412."""
+    service_id = notes.service_id
     reasons = "; ".join(f"{k}: {v}" for k, v in sorted(exc.missing.items()))
     decision = _decide(s, hook_request, list(exc.received))
-    severe = [c for c in decision.cards if c["indicator"] in SEVERE]
+    line = incomplete_line(exc.missing)
+    severe = tuple(
+        replace(c, json={**c.json, "detail": f"{line}\n\n{c.json['detail']}"})
+        for c in decision.cards
+        if c.indicator in SEVERE
+    )
     if not severe:
         log.info("412 for %s: missing %s", service_id, reasons)
         metrics.observe_missing(service_id, exc.missing)
         return json_response(missing_data_outcome(exc.missing), 412)
-    line = incomplete_line(exc.missing)
-    for card in severe:
-        card["detail"] = f"{line}\n\n{card['detail']}"
-    kept = Decision(
-        severe,
-        decision.evaluation,
-        decision.findings,
-        tuple(c for c in decision.order_cards if c.card in severe)
-        if decision.order_cards is not None
-        else None,
-    )
-    note_decision(kept)
+    notes.decision = replace(decision, cards=severe)
     log.warning(
         "record read incompletely for %s (%s): %d card(s) answered",
         service_id,
         reasons,
         len(severe),
     )
-    return json_response({"cards": severe})
+    return json_response(answer_json(severe))
 
 
 def _fhir_access(s: ServiceState) -> FhirAccess | None:
@@ -126,20 +124,29 @@ def _fhir_access(s: ServiceState) -> FhirAccess | None:
     )
 
 
+@bp.url_value_preprocessor
+def _open_call(endpoint: str | None, values: dict[str, Any] | None) -> None:
+    """A call to a service opens its notes before authentication runs, so that the audit
+    records it whatever answers it (a refused token, a bad body, the cards). A CORS preflight
+    is no call."""
+    if request.method == "POST":
+        open_call((values or {}).get("service_id", ""))
+
+
 @bp.post("/cds-services/<service_id>")
 def call_service(service_id: str) -> Response:
     s = state()
+    notes = call_notes() or open_call(service_id)
     service = s.knowledge.services.get(service_id)
     if service is None:
         return unknown_service(service_id)
     try:
         body = read_json_body(s.settings.max_body_bytes, s.settings.max_json_depth)
         hook_request = parse_envelope(body, s.knowledge.hooks[service.hook])
-        note_request(hook_request)
+        notes.request = hook_request
         data = gather_patient_data(
-            s.knowledge,
+            service,
             hook_request,
-            keys=service.prefetch_keys,
             max_resources=s.settings.max_resources,
             fhir=_fhir_access(s),
         )
@@ -150,9 +157,9 @@ def call_service(service_id: str) -> Response:
     except TooManyResources as exc:
         return error_response(413, "too-costly", str(exc))
     except DataMissing as exc:
-        return _incomplete_answer(s, service_id, hook_request, exc)
+        return _incomplete_answer(s, notes, hook_request, exc)
     decision = _decide(s, hook_request, data.resources)
-    note_decision(decision)
+    notes.decision = decision
     for skipped in decision.findings.skipped:
         log.info("skipped %s: %s", skipped.reference, skipped.reason)
-    return json_response({"cards": decision.cards})
+    return json_response(answer_json(decision.cards))

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 
-import pytest
 from support.builders import FIXED_NOW, TODAY
 
-from cds_service.core.audit import CallFacts, Client, audit_record, patient_key
+from cds_service.core.audit import CallFacts, audit_record, patient_key
+from cds_service.core.caller import Caller
 from cds_service.core.pipeline import Decision, decide
 from cds_service.storage.models import EvidenceRef, FiredRule, IssuedCard, ServiceCall
 from cds_service.tester_tools.samples import bundle_resources, load_chart, load_index
@@ -46,21 +47,17 @@ def columns(model) -> set[str]:
 
 
 def test_the_rows_have_exactly_the_tables_columns(kb):
-    record = audit_record(facts(), kb, *_cards(chart_decision(kb, "known-stenosis-with-new-spasm")))
+    record = audit_record(facts(), chart_decision(kb, "known-stenosis-with-new-spasm"))
     assert set(record.call) == columns(ServiceCall)
     assert record.cards and all(set(row) == columns(IssuedCard) for row in record.cards)
     assert record.rules and all(set(row) == columns(FiredRule) for row in record.rules)
     assert record.evidence and all(set(row) == columns(EvidenceRef) for row in record.evidence)
 
 
-def _cards(decision: Decision):
-    return decision.evaluation, decision.cards
-
-
 def test_each_card_is_traced_to_its_theme_rules_and_evidence(kb):
     decision = chart_decision(kb, "disc-low-potassium-and-new-spasm")
-    record = audit_record(facts(), kb, decision.evaluation, decision.cards)
-    assert [c["uuid"] for c in record.cards] == [c["uuid"] for c in decision.cards]
+    record = audit_record(facts(), decision)
+    assert [c["uuid"] for c in record.cards] == [c.json["uuid"] for c in decision.cards]
     assert [c["indicator"] for c in record.cards] == ["warning", "info", "info"]
     assert [c["position"] for c in record.cards] == [0, 1, 2]
     for card in record.cards:
@@ -85,7 +82,7 @@ def test_each_card_is_traced_to_its_theme_rules_and_evidence(kb):
 
 def test_context_findings_are_recorded_as_context(kb):
     decision = chart_decision(kb, "known-stenosis-with-new-spasm")
-    record = audit_record(facts(), kb, decision.evaluation, decision.cards)
+    record = audit_record(facts(), decision)
     context = {(e["rule_id"], e["reference"]) for e in record.evidence if e["role"] == "context"}
     expected = {(m.rule.id, f.reference) for m in decision.evaluation.matches for f in m.context}
     assert context == expected and context
@@ -93,7 +90,7 @@ def test_context_findings_are_recorded_as_context(kb):
 
 def test_a_theme_cut_by_the_card_limit_keeps_its_rules_without_a_card(kb):
     decision = chart_decision(kb, "disc-low-potassium-and-new-spasm", max_cards=1)
-    record = audit_record(facts(), kb, decision.evaluation, decision.cards)
+    record = audit_record(facts(), decision)
     assert len(record.cards) == 1
     shown = [r for r in record.rules if r["card_uuid"] == record.cards[0]["uuid"]]
     cut = [r for r in record.rules if r["card_uuid"] is None]
@@ -104,12 +101,12 @@ def test_a_theme_cut_by_the_card_limit_keeps_its_rules_without_a_card(kb):
 def test_older_red_flags_are_traced_to_the_first_card(kb):
     decision = chart_decision(kb, "old-hemiplegia-not-new")
     assert decision.evaluation.older, "the chart has an older red flag"
-    record = audit_record(facts(), kb, decision.evaluation, decision.cards)
+    record = audit_record(facts(), decision)
     older = [e for e in record.evidence if e["role"] == "older"]
     assert {e["reference"] for e in older} == {
         o.finding.reference for o in decision.evaluation.older
     }
-    assert {e["card_uuid"] for e in older} == {decision.cards[0]["uuid"]}
+    assert {e["card_uuid"] for e in older} == {decision.cards[0].json["uuid"]}
 
 
 def test_a_call_without_a_decision_has_the_call_row_only():
@@ -120,7 +117,7 @@ def test_a_call_without_a_decision_has_the_call_row_only():
 
 
 def test_the_call_row_names_the_client_but_holds_no_token():
-    client = Client("https://sandbox.cds-hooks.org", tenant="t-1", jti="jti-1")
+    client = Caller("https://sandbox.cds-hooks.org", tenant="t-1", jti="jti-1")
     row = audit_record(facts(client=client)).call
     assert (row["client_issuer"], row["client_tenant"], row["client_jti"]) == (
         "https://sandbox.cds-hooks.org",
@@ -148,10 +145,25 @@ def test_the_patient_key_is_a_keyed_pseudonym():
     assert key != patient_key(SECRET, "pt-1", "https://other.example/fhir")  # another server
 
 
-def test_cards_that_are_not_the_decisions_are_refused(kb):
-    """More cards than the decision has themes: the record would mislabel them."""
-    one = chart_decision(kb, "new-foot-drop-with-back-pain")
-    three = chart_decision(kb, "disc-low-potassium-and-new-spasm")
-    assert len(one.cards) == 1 and len(three.cards) == 3
-    with pytest.raises(ValueError):
-        audit_record(facts(), kb, one.evaluation, three.cards)
+def test_each_card_row_is_what_its_card_carries(kb):
+    """The theme, indicator and rules of a row travel with the card: nothing is re-derived."""
+    decision = chart_decision(kb, "disc-low-potassium-and-new-spasm")
+    record = audit_record(facts(), decision)
+    assert [(c["uuid"], c["theme"], c["indicator"]) for c in record.cards] == [
+        (c.json["uuid"], c.theme, c.json["indicator"]) for c in decision.cards
+    ]
+    for card in decision.cards:
+        rules = [r["rule_id"] for r in record.rules if r["card_uuid"] == card.uuid]
+        assert rules == list(card.rules)
+
+
+def test_an_incomplete_answers_dropped_cards_leave_their_rules_without_a_card(kb):
+    """Only the cards answered are recorded; the rules of the others fired without a card."""
+    decision = chart_decision(kb, "disc-low-potassium-and-new-spasm")
+    kept = dataclasses.replace(decision, cards=decision.cards[:1])
+    record = audit_record(facts(), kept)
+    assert [c["uuid"] for c in record.cards] == [kept.cards[0].uuid]
+    assert {r["rule_id"] for r in record.rules} == {m.rule.id for m in decision.evaluation.matches}
+    dropped = {rule for card in decision.cards[1:] for rule in card.rules}
+    assert dropped and all(r["card_uuid"] is None for r in record.rules if r["rule_id"] in dropped)
+    assert all(e["card_uuid"] is None for e in record.evidence if e["rule_id"] in dropped)

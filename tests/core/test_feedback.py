@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from cds_service.core.audit import Client
+from cds_service.core.caller import Caller
 from cds_service.core.feedback import (
     MAX_ITEMS,
     FeedbackError,
@@ -172,7 +172,7 @@ def test_rows_are_one_per_distinct_item_in_fingerprint_order():
     items = parse_feedback(
         {"feedback": [SANDBOX_ACCEPTED, SANDBOX_DISMISSED, SANDBOX_ACCEPTED, SANDBOX_OVERRIDDEN]}
     )
-    rows = feedback_rows(items, "svc", NOW, Client("https://ehr.example", "t", "j"))
+    rows = feedback_rows(items, "svc", NOW, Caller("https://ehr.example", tenant="t", jti="j"))
     assert len(rows) == 3
     assert [r["fingerprint"] for r in rows] == sorted(r["fingerprint"] for r in rows)
     columns = set(Feedback.__table__.columns.keys())

@@ -501,7 +501,9 @@ def gather(kb, fhir_client, body: dict, policy: AccessPolicy, **options: Any) ->
         today=TODAY,
     )
     request = parse_envelope(body, kb.hooks["patient-view"])
-    return gather_patient_data(kb, request, max_resources=20_000, fhir=access)
+    return gather_patient_data(
+        kb.services[PATIENT_VIEW], request, max_resources=20_000, fhir=access
+    )
 
 
 def test_production_contacts_no_unlisted_server(kb, fhir_client, red, silent_port):

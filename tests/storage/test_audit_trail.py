@@ -15,11 +15,12 @@ from support.builders import FIXED_NOW, PATIENT_ID, PATIENT_VIEW
 from support.calls import CALL_BOUND_S, URL, call, red_flag_body
 
 from cds_service.core.audit import patient_key
+from cds_service.core.caller import Caller
 from cds_service.storage.audit_trail import BATCH_SIZE
 from cds_service.storage.models import EvidenceRef, FiredRule, IssuedCard, ServiceCall
 from cds_service.storage.report import build_report, render_html
 from cds_service.web import audit as web_audit
-from cds_service.web.caller import Caller, set_caller
+from cds_service.web.caller import set_caller
 
 
 def test_a_card_is_traced_to_its_rule_and_evidence(make_app, migrated):

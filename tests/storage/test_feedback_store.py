@@ -15,11 +15,12 @@ from support.calls import call
 
 from cds_service import Settings, create_app
 from cds_service.core.audit import AuditRecord, CallFacts, audit_record
+from cds_service.core.caller import Caller
 from cds_service.core.orders import suggestion_uuid
 from cds_service.storage.audit_trail import write_records
 from cds_service.storage.database import upgrade
 from cds_service.storage.models import Feedback
-from cds_service.web.caller import Caller, set_caller
+from cds_service.web.caller import set_caller
 
 FEEDBACK = f"/cds-services/{PATIENT_VIEW}/feedback"
 REASON_SYSTEM = "https://back-spasm-cds.org/fhir/CodeSystem/override-reason"
@@ -55,7 +56,7 @@ def test_feedback_is_stored_once_however_often_it_comes(make_app, migrated):
 
 def test_what_is_stored(make_app, migrated):
     app = make_app()
-    app.before_request(lambda: set_caller(Caller("https://ehr.example", "jti-1", tenant="t1")))
+    app.before_request(lambda: set_caller(Caller("https://ehr.example", jti="jti-1", tenant="t1")))
     client = app.test_client()
     # suggestion uuids as the service derives them for card c-1 (not recorded: no such call)
     s1, s2 = sorted(suggestion_uuid("c-1", x) for x in ("repeat-potassium", "repeat-calcium"))

@@ -1,22 +1,22 @@
 """The testers' tools, end to end: `samples load` into the Node FHIR server, then `try`.
 
 `try` runs both ways: with the service in process, and against `cds-service serve` on granian.
-Each command is run as a real process, as a person runs it in a terminal.
+The commands run in this process through Click's test runner (exit status, standard output and
+standard error as a terminal gets them); the FHIR server and `serve` are real processes.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import click
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 from support.fhir_servers import NodeFhirServer
-from support.served import CDS, free_port, serve, upgrade_database
+from support.served import free_port, serve, upgrade_database
 
 from cds_service.cli import main
 from cds_service.tester_tools.samples import load_index
@@ -27,18 +27,13 @@ CRITICAL = CHARTS["ces-new-urinary-retention"]
 QUIET = CHARTS["ces-entered-in-error"]
 
 
-def cds(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CDS, *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, **(env or {})},
-    )
+def cds(*args: str) -> Result:
+    """`cds-service ARGS`; an unexpected exception fails the test with its traceback."""
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
-def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode != 0
+def one_line_error(result: Result) -> str:
+    assert result.exit_code != 0
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("cds-service: ")
@@ -48,7 +43,7 @@ def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
 @pytest.fixture(scope="module")
 def loaded(fhir_server: NodeFhirServer) -> NodeFhirServer:
     result = cds("samples", "load", "--fhir-server", fhir_server.base, "--token", fhir_server.token)
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[-1].startswith(f"{len(CHARTS)} sample charts")
     return fhir_server
 
@@ -85,7 +80,7 @@ def test_try_in_process_shows_the_cards(loaded, prefetch):
         loaded.token,
         *prefetch,
     )
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.output
     out = result.stdout
     assert out.startswith("back-spasm-patient-view: 1 card for patient bs-ces-retention")
     assert " CRITICAL  Possible cauda equina syndrome" in out
@@ -93,14 +88,14 @@ def test_try_in_process_shows_the_cards(loaded, prefetch):
     assert "Source: Back Spasm (reviewed" in out
     assert "\x1b[" not in out, "no colour when the output is not a terminal"
     assert ("none (the service fetched its data)" in out) == bool(prefetch)
-    assert loaded.token not in out + result.stderr
+    assert loaded.token not in result.output
 
 
 def test_try_a_quiet_patient_says_so(loaded):
     result = cds(
         "try", "--fhir-server", loaded.base, "--patient", QUIET.patient_id, "--token", loaded.token
     )
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.output
     assert "0 cards" in result.stdout and "No cards" in result.stdout
 
 
@@ -117,7 +112,7 @@ def test_try_encounter_start(loaded):
         "encounter-start",
         "--no-prefetch",
     )
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.output
     assert result.stdout.startswith("back-spasm-encounter-start: 1 card")
 
 
@@ -178,7 +173,7 @@ def test_try_against_a_running_service(loaded, running, prefetch):
         loaded.token,
         *prefetch,
     )
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.output
     assert " CRITICAL  Possible cauda equina syndrome" in result.stdout
     text = log.read_text()
     assert "POST /cds-services/back-spasm-patient-view" in text, "the service was called"
@@ -265,7 +260,7 @@ def test_try_an_order_hook_with_draft_orders_from_a_file(loaded, tmp_path, hook,
         "--draft-orders",
         str(drafts),
     )
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.output
     out = result.stdout
     assert out.startswith(f"back-spasm-{hook}: 1 card for patient {CRITICAL.patient_id}"), out
     assert " CRITICAL  Emergency red flags: evaluate now before" in out
@@ -284,7 +279,7 @@ def test_try_an_order_hook_without_draft_orders_is_quiet(loaded):
         "--hook",
         "order-sign",
     )
-    assert result.returncode == 0, result.stderr
+    assert result.exit_code == 0, result.output
     assert "back-spasm-order-sign: 0 cards" in result.stdout
 
 
