@@ -6,9 +6,9 @@ name, down to what actually starts things: the Node FHIR server (`node`), a serv
 (`postgres`), a child process such as the command line or nginx (`slow`). Also `slow`: a
 property-based test (hypothesis, schemathesis: hundreds of examples), a test that migrates a
 database of its own (a session's or a cached one is shared, and does not count), and one that
-reads the ICD-10-CM release (the full knowledge check). A test that is none of these runs in
-process and is `fast`. A parametrized database fixture counts by its parameter: its "sqlite"
-cases are in process, its "postgresql" cases are `postgres`.
+reads the ICD-10-CM release (the full knowledge check, or the command that runs it). A test
+that is none of these runs in process and is `fast`. A parametrized database fixture counts by
+its parameter: its "sqlite" cases are in process, its "postgresql" cases are `postgres`.
 """
 
 from __future__ import annotations
@@ -62,6 +62,8 @@ _STARTERS: dict[int, str] = {
 }
 #: modules whose import reads the ICD-10-CM release (190 MB, seconds)
 _RELEASES = {"simple_icd_10_cm"}
+#: command lines that read it too, when a test runs them in process (`cds-service knowledge check`)
+_RELEASE_COMMANDS = ({"knowledge", "check"},)
 #: the values of a database fixture's parameter, and the marker each gives (None: in process)
 _DATABASE_PARAMS: dict[str, str | None] = {"sqlite": None, "postgresql": "postgres"}
 
@@ -97,6 +99,15 @@ def _functions(obj: Any) -> Iterator[Callable[..., Any]]:
             yield member
 
 
+def _words(code: types.CodeType) -> set[str]:
+    """The string constants of a code object, those in constant tuples included."""
+    words = set()
+    for const in code.co_consts:
+        parts = const if isinstance(const, tuple) else (const,)
+        words |= {part for part in parts if isinstance(part, str)}
+    return words
+
+
 class _Walk:
     """The markers reachable from functions, cached per function across the whole session."""
 
@@ -119,6 +130,8 @@ class _Walk:
             scope = getattr(function, "__globals__", {})
             for nested in _codes(code):
                 found |= self._names(nested.co_names, scope)
+                if any(command <= _words(nested) for command in _RELEASE_COMMANDS):
+                    found.add("slow")
         self._found[function] = frozenset(found)
         return self._found[function]
 
