@@ -17,10 +17,10 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
-from builders import FIXED_NOW, PATIENT_VIEW, TODAY
 from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.bundle import Bundle
-from instances import migrated_instance
+from support.builders import FIXED_NOW, PATIENT_VIEW, TODAY
+from support.instances import migrated_instance
 
 from cds_service import Settings, create_app
 from cds_service.core.knowledge import KnowledgeBase
@@ -37,6 +37,9 @@ from cds_service.tester_tools.samples import (
     load_index,
     read_draft_orders,
 )
+
+#: every sample chart through the service: half a minute; run on its own, never in `-m fast`
+pytestmark = pytest.mark.slow
 
 ANCHOR, CHARTS = load_index()
 ROLL = dt.timedelta(days=30)

@@ -9,7 +9,7 @@ import subprocess
 import click
 import pytest
 from click.testing import CliRunner
-from served import CDS
+from support.served import CDS
 
 from cds_service.cli import main
 from cds_service.tester_tools.commands import service_base

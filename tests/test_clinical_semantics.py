@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from builders import (
+from support.builders import (
     ENCOUNTER_START,
     SNOMED,
     cards_of,
@@ -375,7 +375,7 @@ def test_cards_are_ordered_critical_warning_info(call):
 
 
 def test_max_cards_setting_keeps_the_most_urgent(client, settings, tmp_path):
-    from builders import FIXED_NOW, PATIENT_VIEW
+    from support.builders import FIXED_NOW, PATIENT_VIEW
 
     from cds_service import create_app
 

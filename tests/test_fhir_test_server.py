@@ -7,8 +7,8 @@ import socket
 import subprocess
 
 import requests
-from fhir_servers import SERVER_DIR
-from served import free_port
+from support.fhir_servers import SERVER_DIR
+from support.served import free_port
 
 from cds_service.settings import PROJECT_ROOT
 

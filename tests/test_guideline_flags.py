@@ -4,7 +4,7 @@ bilateral sciatica), with coded FHIR input through the real service call, on bot
 from __future__ import annotations
 
 import pytest
-from builders import (
+from support.builders import (
     ENCOUNTER_START,
     PATIENT_VIEW,
     SNOMED,

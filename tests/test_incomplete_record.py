@@ -3,7 +3,7 @@ line naming what is missing); without a warning or critical card, the spec's 412
 
 from __future__ import annotations
 
-from builders import cards_of, condition, hook_body, observation, quantity
+from support.builders import cards_of, condition, hook_body, observation, quantity
 
 
 def _with_next_page(bundle: dict) -> dict:

@@ -9,11 +9,11 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from builders import PATIENT_VIEW, condition, hook_body
 from flask import Flask
-from jwt_clients import generate_key, make_auth_app
 from prometheus_client.parser import text_string_to_metric_families
-from served import refusal, serve, upgrade_database
+from support.builders import PATIENT_VIEW, condition, hook_body
+from support.jwt_clients import generate_key, make_auth_app
+from support.served import refusal, serve, upgrade_database
 from test_server import sample_request
 
 from cds_service import Settings, create_app

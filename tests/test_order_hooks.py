@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from builders import cards_of, condition, hook_body
 from fhir.resources.R4B.servicerequest import ServiceRequest
+from support.builders import cards_of, condition, hook_body
 
 ORDER_SELECT = "back-spasm-order-select"
 ORDER_SIGN = "back-spasm-order-sign"

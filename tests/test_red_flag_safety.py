@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from builders import (
+from support.builders import (
     ENCOUNTER_START,
     PATIENT_VIEW,
     SNOMED,

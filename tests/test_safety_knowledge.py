@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from builders import (
+from click.testing import CliRunner
+from support.builders import (
     ENCOUNTER_START,
     PATIENT_VIEW,
     SNOMED,
@@ -20,7 +21,6 @@ from builders import (
     observation,
     quantity,
 )
-from click.testing import CliRunner
 
 from cds_service.cli import main
 from cds_service.core.knowledge import rules_that_cannot_fire

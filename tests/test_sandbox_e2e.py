@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import requests
 import yaml
-from served import free_port, serve, upgrade_database
+from support.served import free_port, serve, upgrade_database
 
 from cds_service.settings import PROJECT_ROOT
 from cds_service.tester_tools.samples import load_chart, load_index

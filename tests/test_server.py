@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from served import CDS, refusal, serve, upgrade_database
+from support.served import CDS, refusal, serve, upgrade_database
 
 from cds_service.settings import PROJECT_ROOT
 

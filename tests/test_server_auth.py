@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 import requests
-from jwt_clients import SigningKey, claims, generate_key, sign, write_trusted_clients
-from scratch_db import scratch_postgres
-from served import Served, refusal, serve, upgrade_database
+from support.jwt_clients import SigningKey, claims, generate_key, sign, write_trusted_clients
+from support.scratch_db import scratch_postgres
+from support.served import Served, refusal, serve, upgrade_database
 from test_server import sample_request
 
 ISSUER = "https://ehr.example.org"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from builders import (
+from fhir.resources.R4B.servicerequest import ServiceRequest
+from support.builders import (
     ENCOUNTER_START,
     PATIENT_ID,
     cards_of,
@@ -14,7 +15,6 @@ from builders import (
     observation,
     quantity,
 )
-from fhir.resources.R4B.servicerequest import ServiceRequest
 
 from cds_service.core.knowledge import KnowledgeError, compile_knowledge
 from cds_service.core.orders import SYSTEMS, selection_behavior, suggestion_uuid
@@ -171,7 +171,7 @@ def test_links_are_absolute_guideline_pages_and_the_about_page(call, kb, client)
 
 
 def test_the_public_base_url_makes_the_absolute_urls(tmp_path, settings):
-    from builders import FIXED_NOW
+    from support.builders import FIXED_NOW
 
     from cds_service import create_app
 
