@@ -192,7 +192,8 @@ def test_a_suggestion_clicked_in_the_sandbox_is_accepted_feedback_and_counted(
     assert item["acceptedSuggestions"] == [{"id": mri["uuid"]}]
 
     counted = _counted_once_written(
-        env, lambda a: {s["suggestion"]: s for s in a.get("suggestions", [])},
+        env,
+        lambda a: {s["suggestion"]: s for s in a.get("suggestions", [])},
         lambda c: c.get(MRI_ID, {}).get("accepted"),
     )
     assert counted[MRI_ID]["accepted"] == 1, counted
@@ -230,7 +231,8 @@ def test_a_suggestion_on_an_order_card_in_the_sandbox_is_accepted_feedback_and_c
     assert item["acceptedSuggestions"] == [{"id": result["clicked"]["uuid"]}]
 
     rules = _counted_once_written(
-        env, lambda a: {r["rule"]: r["accepted"] for r in a.get("rules", [])},
+        env,
+        lambda a: {r["rule"]: r["accepted"] for r in a.get("rules", [])},
         lambda r: r.get(ROUTINE_ORDER_RULE),
     )
     assert rules.get(ROUTINE_ORDER_RULE) == 1, rules

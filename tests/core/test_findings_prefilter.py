@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
-from builders import TODAY
+from support.builders import TODAY
 
 from benchmarks.charts import chart_resources
 from cds_service.core import findings as findings_module
