@@ -7,8 +7,8 @@ few values `labs.read_measure` reads. Whenever it is unsure (an unknown key, an 
 non-ASCII string, a number it cannot hold exactly, a status outside the value set, an empty
 object or list) it answers None and the caller validates with `fhir.resources` as before.
 
-`tests/core/test_lean_measure.py` checks this against `fhir.resources` on every sample chart and on a
-generated corpus: whatever this reader accepts, the models accept with the same reading.
+`tests/core/test_lean_measure.py` checks this against `fhir.resources` on every sample chart and
+on a generated corpus: whatever this reader accepts, the models accept with the same reading.
 """
 
 from __future__ import annotations
