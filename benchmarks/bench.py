@@ -95,6 +95,7 @@ def pipeline(kb, settings: Settings, today: dt.date) -> Callable[[bytes], bytes]
             today,
             settings.max_cards,
             lambda: str(uuid_utils.uuid7()),
+            service=service,
         )
         return orjson.dumps(answer_json(decision.cards))
 
@@ -165,7 +166,8 @@ def _stage_row(kb, settings: Settings, size: int, today: dt.date) -> list[str]:
     request = parse_envelope(parsed, hook)
     data = gather_patient_data(service, request, max_resources=settings.max_resources)
     found = extract_findings(kb, data.resources, request.patient_id, today)
-    evaluation = evaluate(kb, found, today)
+    rules = kb.service_rules(service)
+    evaluation = evaluate(kb, found, today, rules)
     context = CardContext(request.patient_id, None, None)
     steps: list[Callable[[], object]] = [
         lambda: json_depth(body),
@@ -173,7 +175,7 @@ def _stage_row(kb, settings: Settings, size: int, today: dt.date) -> list[str]:
         lambda: parse_envelope(parsed, hook),
         lambda: gather_patient_data(service, request, max_resources=settings.max_resources),
         lambda: extract_findings(kb, data.resources, request.patient_id, today),
-        lambda: evaluate(kb, found, today),
+        lambda: evaluate(kb, found, today, rules),
         lambda: render_cards(kb, evaluation, settings.max_cards, lambda: "u", context),
     ]
     return [f"{size:,}", *(f"{_cpu_ms(step, runs):.3f}" for step in steps)]

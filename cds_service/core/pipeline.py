@@ -9,7 +9,7 @@ from typing import Any
 
 from .cards import CardContext, RenderedCard, render_cards
 from .findings import PatientFindings, extract_findings
-from .knowledge import KnowledgeBase
+from .knowledge import KnowledgeBase, Rule, Service
 from .order_advice import DraftOrder, advise_on_orders
 from .rules import Evaluation, Match, evaluate
 
@@ -26,6 +26,11 @@ class Decision:
     fired: tuple[Match, ...] = ()
 
 
+def _rules(kb: KnowledgeBase, service: Service | None) -> tuple[Rule, ...]:
+    """The rules a service runs; without a service (tools, tests), every rule."""
+    return kb.rules if service is None else kb.service_rules(service)
+
+
 def decide(
     kb: KnowledgeBase,
     resources: Iterable[Mapping[str, Any]],
@@ -36,11 +41,13 @@ def decide(
     *,
     encounter_id: str | None = None,
     base_url: str | None = None,
+    service: Service | None = None,
 ) -> Decision:
-    """Extract findings, evaluate the rules and render the cards (with their suggested orders,
-    and with their icon and "About" links when the service's public base URL is known)."""
+    """Extract findings, evaluate the service's rules (without a service, all) and render the
+    cards (with their suggested orders, and with their icon and "About" links when the service's
+    public base URL is known)."""
     findings = extract_findings(kb, resources, patient_id, today)
-    evaluation = evaluate(kb, findings, today)
+    evaluation = evaluate(kb, findings, today, _rules(kb, service))
     context = CardContext(patient_id, encounter_id, base_url)
     cards = render_cards(kb, evaluation, max_cards, new_uuid, context)
     return Decision(tuple(cards), evaluation, findings, evaluation.all_matches)
@@ -56,11 +63,13 @@ def decide_orders(
     *,
     encounter_id: str | None = None,
     base_url: str | None = None,
+    service: Service | None = None,
 ) -> Decision:
-    """On an order hook: the findings and rules as for a patient view, then only the cards the
-    order rules give about the draft orders (the patient-view cards are not repeated)."""
+    """On an order hook: the findings and the service's rules as for a patient view, then only
+    the cards the order rules give about the draft orders (the patient-view cards are not
+    repeated)."""
     findings = extract_findings(kb, resources, patient_id, today)
-    evaluation = evaluate(kb, findings, today)
+    evaluation = evaluate(kb, findings, today, _rules(kb, service))
     context = CardContext(patient_id, encounter_id, base_url)
     cards = advise_on_orders(kb, orders, evaluation, findings, today, new_uuid, context)
     return Decision(tuple(cards), evaluation, findings)

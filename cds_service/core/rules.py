@@ -402,14 +402,21 @@ def _may_fire(rule: Rule, present: frozenset[str]) -> bool:
     return not present.isdisjoint(rule.valuesets) or not present.isdisjoint(rule.measures)
 
 
-def evaluate(kb: KnowledgeBase, data: PatientFindings, today: dt.date) -> Evaluation:
-    """Every rule that fires, in card order, the older red flags worth a line, and the review."""
+def evaluate(
+    kb: KnowledgeBase,
+    data: PatientFindings,
+    today: dt.date,
+    rules: tuple[Rule, ...] | None = None,
+) -> Evaluation:
+    """Every rule of `rules` (a service's; by default all) that fires, in card order, the older
+    red flags worth a line, and the review."""
+    rules = kb.rules if rules is None else rules
     req = _Requirements(data, today)
     matches: list[Match] = []
     older: list[OlderFinding] = []
     undetermined: list[tuple[Rule, Finding, tuple[Evidence, ...]]] = []
     present = _present(data)
-    for rule in kb.rules:
+    for rule in rules:
         if not _may_fire(rule, present):
             continue
         result = _evaluate_rule(rule, data, req, today)
@@ -418,7 +425,7 @@ def evaluate(kb: KnowledgeBase, data: PatientFindings, today: dt.date) -> Evalua
         older.extend(OlderFinding(rule, f) for f in result.older)
         undetermined.extend((rule, f, ctx) for f, ctx in result.undetermined)
     seen = {e.reference for m in matches for e in m.evidence}
-    red_flag_rules = [r for r in kb.rules if r.older == "context"]
+    red_flag_rules = [r for r in rules if r.older == "context"]
     review = _review_matches(kb, red_flag_rules, undetermined, data.to_review, req, seen)
     fired_themes = {m.rule.theme for m in matches} | {m.rule.theme for m in review}
     kept = [m for m in matches if not fired_themes.intersection(m.rule.unless_themes)]

@@ -64,6 +64,7 @@ def _decide(s: ServiceState, hook_request: HookRequest, resources: list) -> Deci
             _new_uuid,
             encounter_id=encounter if isinstance(encounter, str) else None,
             base_url=public_base_url(s),
+            service=service,
         )
     return decide(
         s.knowledge,
@@ -74,6 +75,7 @@ def _decide(s: ServiceState, hook_request: HookRequest, resources: list) -> Deci
         _new_uuid,
         encounter_id=encounter if isinstance(encounter, str) else None,
         base_url=public_base_url(s),
+        service=service,
     )
 
 

@@ -19,6 +19,7 @@ from .model import (
     Measure,
     PrefetchKey,
     Requirement,
+    ReviewKind,
     Rule,
     Service,
     Theme,
@@ -255,9 +256,43 @@ def _rule_requirements(rule: Rule) -> Iterable[Requirement]:
         yield requirement
 
 
+def service_theme_problems(
+    services: Mapping[str, Service],
+    themes: Mapping[str, Theme],
+    review: Mapping[str, ReviewKind],
+    rules: Iterable[Rule],
+    advice: OrderAdvice,
+) -> list[str]:
+    """Each theme a service names exists; a service running a red-flag rule names the review
+    themes (its records to verify or read are shown on them); an order service names every theme
+    its order-advice rules read as red flags (without them, no red flag would be seen)."""
+    red_flag_rules = {r.id for r in rules if r.older == "context"}
+    problems = []
+    for service in services.values():
+        where = f"services.yaml: {service.id}"
+        problems += [f"{where}: unknown theme {t!r}" for t in service.themes if t not in themes]
+        wanted = {
+            t: f"order-advice/{r.id} reads the red flags of theme {t!r}"
+            for r in advice.rules
+            if r.id in service.order_rules
+            for t in r.red_flag_themes
+        }
+        if red_flag_rules.intersection(service.rules):
+            wanted |= {
+                k.theme: f"its red-flag records to {k.kind} are shown on theme {k.theme!r}"
+                for k in review.values()
+            }
+        problems += [
+            f"{where}: {why}, which the service does not name"
+            for t, why in wanted.items()
+            if t not in service.themes
+        ]
+    return problems
+
+
 def service_reads(service: Service, rules: Iterable[Rule], advice: OrderAdvice) -> Reads:
-    """What the rules a service runs read: every rule of the knowledge, and for an order service
-    the value sets of the order advice's rules too."""
+    """What the rules a service runs read: the rules of its themes (`rules`), and for an order
+    service the value sets of the order advice's rules too."""
     valuesets: dict[str, str] = {}
     measures: dict[str, str] = {}
     age: str | None = None
@@ -272,8 +307,8 @@ def service_reads(service: Service, rules: Iterable[Rule], advice: OrderAdvice) 
             r.age_over is not None or r.age_under is not None for r in requirements
         ):
             age = where
-    if service.advice == "orders":
-        for order_rule in advice.rules:
+    for order_rule in advice.rules:
+        if order_rule.id in service.order_rules:
             for vs in order_rule.episode_valuesets:
                 valuesets.setdefault(vs, f"order-advice/{order_rule.id}")
     return Reads(valuesets, measures, age)

@@ -28,6 +28,7 @@ from .checks import (
     schema_problems,
     service_problems,
     service_reads,
+    service_theme_problems,
     summary_problems,
     topic_problems,
 )
@@ -386,6 +387,7 @@ def compile_knowledge(docs: Mapping[str, Any]) -> KnowledgeBase:
         docs["services"], prefetch, rules, advice, valuesets, measures, problems
     )
     problems += service_problems(services, hooks, prefetch)
+    problems += service_theme_problems(services, themes, review, rules, advice)
     orders = EMPTY_CATALOG
     if "orders" in docs:
         orders, found = compile_orders(docs["orders"], (r.id for r in rules), measures, guidelines)
@@ -434,12 +436,13 @@ def _compile_services(
     measures: Mapping[str, Measure],
     problems: list[str],
 ) -> dict[str, Service]:
-    """The services of services.yaml, each with the codes its placeholders stand for; a service
-    whose prefetch keys do not fetch what its rules read is a problem."""
+    """The services of services.yaml, each with the rules of its themes and the codes its
+    placeholders stand for; a service whose prefetch keys do not fetch what its rules read is a
+    problem."""
     services = {}
     for service_doc in doc["services"]:
-        service = _compile_service(service_doc, prefetch)
-        reads = service_reads(service, rules, advice)
+        service = _compile_service(service_doc, prefetch, rules, advice)
+        reads = service_reads(service, _own_rules(service, rules), advice)
         codes = _codes(reads, measures, doc["code_placeholders"])
         service = dataclasses.replace(service, codes=codes)
         problems += reads_problems(service, reads, valuesets, measures, doc)
@@ -449,9 +452,16 @@ def _compile_services(
     return services
 
 
-def _compile_service(doc: Mapping[str, Any], prefetch: Mapping[str, PrefetchKey]) -> Service:
+def _compile_service(
+    doc: Mapping[str, Any],
+    prefetch: Mapping[str, PrefetchKey],
+    rules: list[Rule],
+    advice: OrderAdvice,
+) -> Service:
     """A service of services.yaml, its code placeholders not yet derived (see `_codes`)."""
     usage = doc.get("usage_requirements")
+    themes = tuple(doc["themes"])
+    orders = doc.get("advice", "patient") == "orders"
     return Service(
         doc["id"],
         doc["hook"],
@@ -461,7 +471,15 @@ def _compile_service(doc: Mapping[str, Any], prefetch: Mapping[str, PrefetchKey]
         tuple(doc["prefetch"]),
         doc.get("advice", "patient"),
         prefetch=MappingProxyType({k: p for k, p in prefetch.items() if k in doc["prefetch"]}),
+        themes=themes,
+        rules=tuple(r.id for r in rules if r.theme in themes),
+        order_rules=tuple(r.id for r in advice.rules) if orders else (),
     )
+
+
+def _own_rules(service: Service, rules: list[Rule]) -> list[Rule]:
+    """The rules a service runs: those whose theme it names."""
+    return [r for r in rules if r.theme in service.themes]
 
 
 def _codes(

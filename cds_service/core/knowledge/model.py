@@ -218,6 +218,13 @@ class Service:
     #: each code placeholder of its templates (`measure_codes`) -> the LOINC codes it stands for:
     #: those of the measures its rules read, of the placeholder's category, in labs.yaml order
     codes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: the themes whose rules it runs, as services.yaml `themes` names them
+    themes: tuple[str, ...] = ()
+    #: the ids of the rules it runs: those whose theme it names (`KnowledgeBase.service_rules`
+    #: gives them in card order)
+    rules: tuple[str, ...] = ()
+    #: the ids of the order-advice rules it runs (an `advice: orders` service: all of them)
+    order_rules: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -297,6 +304,11 @@ class KnowledgeBase:
     def service_prefetch(self, service: Service) -> dict[str, PrefetchKey]:
         """The prefetch keys one service asks for, in the knowledge's order."""
         return dict(service.prefetch)
+
+    def service_rules(self, service: Service) -> tuple[Rule, ...]:
+        """The rules one service runs, in the knowledge's (card) order."""
+        wanted = frozenset(service.rules)
+        return tuple(r for r in self.rules if r.id in wanted)
 
     def measure_index_display(self, code: str) -> str:
         """The knowledge's display for a measure's LOINC code."""
