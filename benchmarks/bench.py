@@ -206,13 +206,16 @@ def bench_relevant(sizes: list[int]) -> list[list[str]]:
     settings = Settings()
     kb = load_knowledge(settings.knowledge_dir)
     today = dt.datetime.now(dt.UTC).date()
+    service = kb.services[SERVICE_PATH.rpartition("/")[2]]
     rows = []
     for size in sizes:
         resources = relevant_chart(size, today)
         times = []
         for _ in range(3):
             start = time.perf_counter()
-            decision = decide(kb, resources, "bench-relevant", today, 10, lambda: "u")
+            decision = decide(
+                kb, resources, "bench-relevant", today, 10, lambda: "u", service=service
+            )
             times.append((time.perf_counter() - start) * 1000)
         best = min(times)
         rows.append(

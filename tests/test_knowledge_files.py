@@ -257,6 +257,7 @@ def test_a_new_hook_is_a_hooks_entry_and_a_service(knowledge_copy):
                 "title": "Back spasm red flags when an appointment is booked",
                 "description": "The same checks as the patient-view service.",
                 "prefetch": list(shipped.prefetch_keys),
+                "themes": list(shipped.themes),
             }
         ),
     )

@@ -279,7 +279,8 @@ def service_theme_problems(
         }
         if red_flag_rules.intersection(service.rules):
             wanted |= {
-                k.theme: f"its red-flag records to {k.kind} are shown on theme {k.theme!r}"
+                k.theme: "it runs red-flag rules, whose records to verify or read are shown on "
+                f"theme {k.theme!r}"
                 for k in review.values()
             }
         problems += [
