@@ -55,6 +55,11 @@ def normalize_code(system: str, code: object) -> str:
     return code
 
 
+def code_key(code: str) -> str:
+    """A code with case, spaces and dots erased: every spelling `normalize_code` reads alike."""
+    return code.strip().upper().replace(" ", "").replace(".", "")
+
+
 def system_name(system: str) -> str:
     """The name a clinician knows a code system by."""
     return SYSTEM_NAMES.get(system, system)

@@ -23,9 +23,9 @@ from typing import Any
 from fhir.resources.R4B.observation import Observation
 from pydantic import ValidationError
 
-from .codes import CANONICAL_SYSTEMS, ICD10CM, LOINC, normalize_code, normalize_system
+from .codes import CANONICAL_SYSTEMS, ICD10CM, LOINC, code_key, normalize_code, normalize_system
 from .dates import Limits, abatement_day, birth_date, onset_span, parse_day
-from .knowledge import Coding, KnowledgeBase
+from .knowledge import Coding, KnowledgeBase, KnownCodes
 from .labs import Reading, read_measure
 from .lean_measure import lean_observation
 from .references import patient_id_of, resource_reference
@@ -662,7 +662,7 @@ def extract_findings(
     ctx = _call_context(kb, resources, patient_id, today)
     out = PatientFindings(birth_date=ctx.birth, patient_reference=f"Patient/{patient_id}")
     out.examined = len(resources)
-    known = knowledge_codes(kb)
+    known = kb.known_codes
     for resource in resources:
         if type(resource) is dict and _may_match(known, resource):
             _read_one(ctx, resource, out)
@@ -670,43 +670,17 @@ def extract_findings(
     return out
 
 
-@dataclass(frozen=True)
-class KnowledgeCodes:
-    """Every code the knowledge reads (value sets and measures), raw and as `_code_key`s."""
-
-    codes: frozenset[str]
-    keys: frozenset[str]
-
-
 #: Systems whose codes `_lookup` compares exactly (no alias, no ICD-10-CM reformatting).
 _EXACT_SYSTEMS = CANONICAL_SYSTEMS - {ICD10CM}
-_KNOWLEDGE_CODES: dict[int, tuple[KnowledgeBase, KnowledgeCodes]] = {}
 
 
-def knowledge_codes(kb: KnowledgeBase) -> KnowledgeCodes:
-    """The codes of `kb`, computed once per compiled knowledge base."""
-    cached = _KNOWLEDGE_CODES.get(id(kb))
-    if cached is not None and cached[0] is kb:
-        return cached[1]
-    codes = frozenset({code for _, code in kb.code_index} | set(kb.measure_index))
-    known = KnowledgeCodes(codes, frozenset(_code_key(code) for code in codes))
-    if len(_KNOWLEDGE_CODES) >= 8:
-        _KNOWLEDGE_CODES.clear()
-    _KNOWLEDGE_CODES[id(kb)] = (kb, known)
-    return known
-
-
-def _code_key(code: str) -> str:
-    """A code with case, spaces and dots erased: every spelling `normalize_code` reads alike."""
-    return code.strip().upper().replace(" ", "").replace(".", "")
-
-
-def _may_match(known: KnowledgeCodes, res: dict[str, Any]) -> bool:
+def _may_match(known: KnownCodes, res: dict[str, Any]) -> bool:
     """Whether any coding `_read_one` looks at may hold a code of the knowledge.
 
     False only when it certainly holds none: every code is a string that is not one of the
-    knowledge's, in no spelling `_lookup` would normalise to one. Anything odd reads fully.
-    It allocates nothing, so that passing over a large chart does not wake the collector.
+    knowledge's, in no spelling `_lookup` would normalise to one (`code_key`). Anything odd
+    reads fully. It allocates nothing, so that passing over a large chart does not wake the
+    collector.
     """
     rtype = res.get("resourceType")
     if rtype == "Observation":
@@ -721,7 +695,7 @@ def _may_match(known: KnowledgeCodes, res: dict[str, Any]) -> bool:
     return False
 
 
-def _concept_may_match(known: KnowledgeCodes, concept: object) -> bool:
+def _concept_may_match(known: KnownCodes, concept: object) -> bool:
     if type(concept) is not dict:
         return False
     codings = concept.get("coding")
@@ -735,7 +709,7 @@ def _concept_may_match(known: KnowledgeCodes, concept: object) -> bool:
     return False
 
 
-def _coding_may_match(known: KnowledgeCodes, coding: dict[str, Any]) -> bool:
+def _coding_may_match(known: KnownCodes, coding: dict[str, Any]) -> bool:
     code = coding.get("code")
     if type(code) is not str:
         return code is not None
@@ -745,7 +719,7 @@ def _coding_may_match(known: KnowledgeCodes, coding: dict[str, Any]) -> bool:
     return (
         type(system) is str
         and system not in _EXACT_SYSTEMS
-        and (not code.isascii() or _code_key(code) in known.keys)
+        and (not code.isascii() or code_key(code) in known.keys)
     )
 
 

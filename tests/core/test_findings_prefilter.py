@@ -243,7 +243,7 @@ def test_a_list_code_on_an_observation_fails_as_before(
 
 
 def test_only_unrelated_codes_are_passed_over(kb: KnowledgeBase) -> None:
-    known = findings_module.knowledge_codes(kb)
+    known = kb.known_codes
     may_match: Callable[[Any, dict[str, Any]], bool] = findings_module._may_match
 
     def coded(rtype: str, system: Any, code: Any, key: str = "code") -> dict[str, Any]:

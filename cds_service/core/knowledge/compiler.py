@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from ..codes import KNOWLEDGE_SYSTEMS, normalize_code
+from ..codes import KNOWLEDGE_SYSTEMS, code_key, normalize_code
 from ..envelope import ContextField, HookDef
 from ..order_kinds import EMPTY_ADVICE, OrderAdvice, compile_order_advice
 from ..orders import EMPTY_CATALOG, compile_orders
@@ -41,6 +41,7 @@ from .model import (
     Interpretations,
     KnowledgeBase,
     KnowledgeError,
+    KnownCodes,
     Measure,
     Policy,
     PrefetchKey,
@@ -402,6 +403,7 @@ def compile_knowledge(docs: Mapping[str, Any]) -> KnowledgeBase:
         for coding in vs.codes:
             code_index.setdefault((coding.system, coding.code), set()).add(vs.id)
     measure_index = {code: m.id for m in measures.values() for code in m.codes}
+    codes = frozenset({code for _, code in code_index} | set(measure_index))
     rules.sort(key=lambda r: (themes[r.theme].order, r.rank, r.id))
 
     return KnowledgeBase(
@@ -419,6 +421,7 @@ def compile_knowledge(docs: Mapping[str, Any]) -> KnowledgeBase:
         review=MappingProxyType(review),
         code_index=MappingProxyType({k: frozenset(v) for k, v in code_index.items()}),
         measure_index=MappingProxyType(measure_index),
+        known_codes=KnownCodes(codes, frozenset(code_key(code) for code in codes)),
         version=_content_version(docs),
         orders=orders,
         about=MappingProxyType(dict(about)),

@@ -274,6 +274,15 @@ class Policy:
 
 
 @dataclass(frozen=True)
+class KnownCodes:
+    """Every code the knowledge reads (value sets and measures), as given and as `code_key`s:
+    a record none of whose codes is among them can match nothing, and is passed over unread."""
+
+    codes: frozenset[str] = frozenset()
+    keys: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
 class KnowledgeBase:
     valuesets: Mapping[str, ValueSet]
     rules: tuple[Rule, ...]
@@ -291,6 +300,8 @@ class KnowledgeBase:
     code_index: Mapping[tuple[str, str], frozenset[str]]
     #: LOINC code -> measure id
     measure_index: Mapping[str, str]
+    #: every code of code_index and measure_index, for passing over records that hold none
+    known_codes: KnownCodes = field(default=KnownCodes())
     version: str = field(default="")
     #: orders the cards suggest, and the suggestions (orders.yaml)
     orders: OrderCatalog = field(default=EMPTY_CATALOG)
