@@ -186,7 +186,8 @@ class _Requirements:
     def latest(
         self, measures: tuple[str, ...], direction: str | None, within_days: int | None
     ) -> list[Measurement]:
-        """As `latest_measurements`, from the results sorted once per call, newest first."""
+        """The latest result of each measure in the window, when it reads in `direction` (from the
+        results sorted once per call, newest first)."""
         if self._newest is None:
             self._newest = _newest_first(self._data.measurements)
         hits = []
@@ -233,29 +234,6 @@ class _Requirements:
                 if finding is not trigger:
                     context.setdefault(id(finding), finding)
         return list(context.values())
-
-
-def latest_measurements(
-    measures: tuple[str, ...],
-    direction: str | None,
-    within_days: int | None,
-    measurements: list[Measurement],
-    today: dt.date,
-) -> list[Measurement]:
-    """The latest result of each measure in the window, when it reads in `direction`."""
-    hits = []
-    for measure_id in measures:
-        recent = [
-            m
-            for m in measurements
-            if m.measure == measure_id and m.date is not None and is_recent(m, within_days, today)
-        ]
-        if not recent:
-            continue
-        latest = max(recent, key=lambda m: (m.date, m.reference))
-        if latest.reading.flag == direction:
-            hits.append(latest)
-    return hits
 
 
 def _newest_first(measurements: list[Measurement]) -> dict[str, list[Measurement]]:

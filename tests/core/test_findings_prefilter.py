@@ -42,10 +42,33 @@ def _read_every(_known: object, res: Mapping[str, Any]) -> bool:
 def _latest_by_scan(
     req: Any, measures: tuple[str, ...], direction: str | None, within_days: int | None
 ) -> list[Any]:
-    """The reference: every result scanned for each measure, as `latest_measurements` does."""
-    return rules_module.latest_measurements(
-        measures, direction, within_days, req._data.measurements, req._today
-    )
+    """The reference: every result scanned for each measure."""
+    return latest_measurements(measures, direction, within_days, req._data.measurements, req._today)
+
+
+def latest_measurements(
+    measures: tuple[str, ...],
+    direction: str | None,
+    within_days: int | None,
+    measurements: list[Any],
+    today: dt.date,
+) -> list[Any]:
+    """The latest result of each measure in the window, when it reads in `direction`."""
+    hits = []
+    for measure_id in measures:
+        recent = [
+            m
+            for m in measurements
+            if m.measure == measure_id
+            and m.date is not None
+            and rules_module.is_recent(m, within_days, today)
+        ]
+        if not recent:
+            continue
+        latest = max(recent, key=lambda m: (m.date, m.reference))
+        if latest.reading.flag == direction:
+            hits.append(latest)
+    return hits
 
 
 def _outcome(
