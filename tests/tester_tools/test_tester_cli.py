@@ -32,6 +32,20 @@ def cds(*args: str) -> Result:
     return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
+def try_patient(loaded: NodeFhirServer, patient_id: str, *extra: str) -> Result:
+    """`cds-service try` for one patient of the loaded FHIR server, with its token."""
+    return cds(
+        "try",
+        "--fhir-server",
+        loaded.base,
+        "--patient",
+        patient_id,
+        "--token",
+        loaded.token,
+        *extra,
+    )
+
+
 def one_line_error(result: Result) -> str:
     assert result.exit_code != 0
     lines = [line for line in result.stderr.splitlines() if line.strip()]
@@ -70,16 +84,7 @@ def test_samples_load_of_an_unknown_chart_is_one_line(fhir_server):
 
 @pytest.mark.parametrize("prefetch", [[], ["--no-prefetch"]], ids=["prefetch", "no-prefetch"])
 def test_try_in_process_shows_the_cards(loaded, prefetch):
-    result = cds(
-        "try",
-        "--fhir-server",
-        loaded.base,
-        "--patient",
-        CRITICAL.patient_id,
-        "--token",
-        loaded.token,
-        *prefetch,
-    )
+    result = try_patient(loaded, CRITICAL.patient_id, *prefetch)
     assert result.exit_code == 0, result.output
     out = result.stdout
     assert out.startswith("back-spasm-patient-view: 1 card for patient bs-ces-retention")
@@ -92,26 +97,13 @@ def test_try_in_process_shows_the_cards(loaded, prefetch):
 
 
 def test_try_a_quiet_patient_says_so(loaded):
-    result = cds(
-        "try", "--fhir-server", loaded.base, "--patient", QUIET.patient_id, "--token", loaded.token
-    )
+    result = try_patient(loaded, QUIET.patient_id)
     assert result.exit_code == 0, result.output
     assert "0 cards" in result.stdout and "No cards" in result.stdout
 
 
 def test_try_encounter_start(loaded):
-    result = cds(
-        "try",
-        "--fhir-server",
-        loaded.base,
-        "--patient",
-        CRITICAL.patient_id,
-        "--token",
-        loaded.token,
-        "--hook",
-        "encounter-start",
-        "--no-prefetch",
-    )
+    result = try_patient(loaded, CRITICAL.patient_id, "--hook", "encounter-start", "--no-prefetch")
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("back-spasm-encounter-start: 1 card")
 
@@ -161,18 +153,7 @@ def running(loaded, tmp_path_factory) -> Iterator[tuple[str, Path]]:
 def test_try_against_a_running_service(loaded, running, prefetch):
     url, log = running
     given = url if prefetch else f"{url}/cds-services"  # the base URL, or the discovery URL
-    result = cds(
-        "try",
-        "--service",
-        given,
-        "--fhir-server",
-        loaded.base,
-        "--patient",
-        CRITICAL.patient_id,
-        "--token",
-        loaded.token,
-        *prefetch,
-    )
+    result = try_patient(loaded, CRITICAL.patient_id, "--service", given, *prefetch)
     assert result.exit_code == 0, result.output
     assert " CRITICAL  Possible cauda equina syndrome" in result.stdout
     text = log.read_text()
@@ -188,17 +169,7 @@ def test_try_against_a_running_service(loaded, running, prefetch):
 
 def test_try_against_a_service_that_is_down_is_one_line(loaded):
     url = f"http://127.0.0.1:{free_port()}"
-    result = cds(
-        "try",
-        "--service",
-        url,
-        "--fhir-server",
-        loaded.base,
-        "--patient",
-        CRITICAL.patient_id,
-        "--token",
-        loaded.token,
-    )
+    result = try_patient(loaded, CRITICAL.patient_id, "--service", url)
     assert "could not reach the service" in one_line_error(result)
 
 
@@ -247,19 +218,7 @@ RELAXANT = {
 def test_try_an_order_hook_with_draft_orders_from_a_file(loaded, tmp_path, hook, document):
     drafts = tmp_path / "drafts.json"
     drafts.write_text(json.dumps(document))
-    result = cds(
-        "try",
-        "--fhir-server",
-        loaded.base,
-        "--patient",
-        CRITICAL.patient_id,
-        "--token",
-        loaded.token,
-        "--hook",
-        hook,
-        "--draft-orders",
-        str(drafts),
-    )
+    result = try_patient(loaded, CRITICAL.patient_id, "--hook", hook, "--draft-orders", str(drafts))
     assert result.exit_code == 0, result.output
     out = result.stdout
     assert out.startswith(f"back-spasm-{hook}: 1 card for patient {CRITICAL.patient_id}"), out
@@ -268,17 +227,7 @@ def test_try_an_order_hook_with_draft_orders_from_a_file(loaded, tmp_path, hook,
 
 
 def test_try_an_order_hook_without_draft_orders_is_quiet(loaded):
-    result = cds(
-        "try",
-        "--fhir-server",
-        loaded.base,
-        "--patient",
-        CRITICAL.patient_id,
-        "--token",
-        loaded.token,
-        "--hook",
-        "order-sign",
-    )
+    result = try_patient(loaded, CRITICAL.patient_id, "--hook", "order-sign")
     assert result.exit_code == 0, result.output
     assert "back-spasm-order-sign: 0 cards" in result.stdout
 
