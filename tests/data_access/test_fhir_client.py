@@ -94,7 +94,7 @@ def test_a_dripping_server_is_cut_off_at_the_budget(tmp_path, red, dripping, kb)
     reasons = missing_reasons(response)
     assert all("did not answer within the time budget" in r for r in reasons.values()), reasons
     # one fetch per prefetch key the patient-view service asks for, no retry
-    assert dripping.accepted == len(kb.service_prefetch(kb.services[PATIENT_VIEW]))
+    assert dripping.accepted == len(kb.services[PATIENT_VIEW].prefetch)
     # the service closed each connection: no thread of its pool is still reading the drip
     assert wait_until(lambda: dripping.open == 0, timeout=2 * DRIP_EVERY_S + 1.0), dripping.open
 

@@ -405,6 +405,7 @@ def compile_knowledge(docs: Mapping[str, Any]) -> KnowledgeBase:
     measure_index = {code: m.id for m in measures.values() for code in m.codes}
     codes = frozenset({code for _, code in code_index} | set(measure_index))
     rules.sort(key=lambda r: (themes[r.theme].order, r.rank, r.id))
+    service_rules = {sid: _rules_named(rules, s.rules) for sid, s in services.items()}
 
     return KnowledgeBase(
         valuesets=MappingProxyType(valuesets),
@@ -412,6 +413,7 @@ def compile_knowledge(docs: Mapping[str, Any]) -> KnowledgeBase:
         themes=MappingProxyType(themes),
         measures=MappingProxyType(measures),
         services=MappingProxyType(services),
+        rules_of_service=MappingProxyType(service_rules),
         prefetch=MappingProxyType(prefetch),
         policy=_compile_policy(policy_doc),
         article=article,
@@ -445,7 +447,7 @@ def _compile_services(
     services = {}
     for service_doc in doc["services"]:
         service = _compile_service(service_doc, prefetch, rules, advice)
-        reads = service_reads(service, _own_rules(service, rules), advice)
+        reads = service_reads(service, _rules_named(rules, service.rules), advice)
         codes = _codes(reads, measures, doc["code_placeholders"])
         service = dataclasses.replace(service, codes=codes)
         problems += reads_problems(service, reads, valuesets, measures, doc)
@@ -480,9 +482,10 @@ def _compile_service(
     )
 
 
-def _own_rules(service: Service, rules: list[Rule]) -> list[Rule]:
-    """The rules a service runs: those whose theme it names."""
-    return [r for r in rules if r.theme in service.themes]
+def _rules_named(rules: list[Rule], ids: tuple[str, ...]) -> tuple[Rule, ...]:
+    """The rules of `ids`, in the order of `rules`."""
+    wanted = frozenset(ids)
+    return tuple(r for r in rules if r.id in wanted)
 
 
 def _codes(

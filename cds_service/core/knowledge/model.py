@@ -221,7 +221,7 @@ class Service:
     #: the themes whose rules it runs, as services.yaml `themes` names them
     themes: tuple[str, ...] = ()
     #: the ids of the rules it runs: those whose theme it names (`KnowledgeBase.service_rules`
-    #: gives them in card order)
+    #: gives the rules themselves, in card order)
     rules: tuple[str, ...] = ()
     #: the ids of the order-advice rules it runs (an `advice: orders` service: all of them)
     order_rules: tuple[str, ...] = ()
@@ -311,15 +311,12 @@ class KnowledgeBase:
     hooks: Mapping[str, HookDef] = field(default_factory=dict)
     #: order kinds and the rules on draft orders (order-advice.yaml)
     order_advice: OrderAdvice = field(default=EMPTY_ADVICE)
-
-    def service_prefetch(self, service: Service) -> dict[str, PrefetchKey]:
-        """The prefetch keys one service asks for, in the knowledge's order."""
-        return dict(service.prefetch)
+    #: service id -> the rules it runs (those of its themes), in card order, derived once
+    rules_of_service: Mapping[str, tuple[Rule, ...]] = field(default_factory=dict)
 
     def service_rules(self, service: Service) -> tuple[Rule, ...]:
         """The rules one service runs, in the knowledge's (card) order."""
-        wanted = frozenset(service.rules)
-        return tuple(r for r in self.rules if r.id in wanted)
+        return self.rules_of_service[service.id]
 
     def measure_index_display(self, code: str) -> str:
         """The knowledge's display for a measure's LOINC code."""
