@@ -23,14 +23,13 @@ from cds_service.storage.report import (
     Outcome,
     Override,
     Report,
-    _calls_chart,
-    _day_axis,
-    _rank,
     latest_feedback,
     percentile,
     rule_summaries,
     top_reasons,
 )
+from cds_service.storage.report.renderers import _calls_chart, _day_axis
+from cds_service.storage.report.summaries import _rank
 
 REASON_SYSTEM = "https://back-spasm-cds.org/fhir/CodeSystem/override-reason"
 RULE = "new-bladder-or-bowel-loss"

@@ -22,13 +22,12 @@ from sqlalchemy import Engine
 
 from ...core.knowledge import KnowledgeBase
 from . import queries
-from .renderers import DAY_MS, RENDERERS, _calls_chart, _day_axis, render_html
+from .renderers import DAY_MS, RENDERERS, render_html
 from .summaries import (
     MIN_CARDS_TO_JUDGE,
     Outcome,
     Override,
     Report,
-    _rank,
     a_service_call,
     accepted_suggestion_uuids,
     count_acceptances,
@@ -48,9 +47,6 @@ __all__ = [
     "Outcome",
     "Override",
     "Report",
-    "_calls_chart",
-    "_day_axis",
-    "_rank",
     "build_report",
     "latest_feedback",
     "percentile",
