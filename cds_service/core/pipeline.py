@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .cards import CardContext, RenderedCard, render_cards
+from .fhir_validation import check_cards
 from .findings import PatientFindings, extract_findings
 from .knowledge import KnowledgeBase, Rule, Service
 from .order_advice import DraftOrder, advise_on_orders
@@ -31,6 +32,11 @@ def _rules(kb: KnowledgeBase, service: Service | None) -> tuple[Rule, ...]:
     return kb.rules if service is None else kb.service_rules(service)
 
 
+def _reusable(resources: Iterable[Mapping[str, Any]]) -> Sequence[Mapping[str, Any]]:
+    """The resources as a sequence: they are read twice (findings, then the cited records)."""
+    return resources if isinstance(resources, list | tuple) else list(resources)
+
+
 def decide(
     kb: KnowledgeBase,
     resources: Iterable[Mapping[str, Any]],
@@ -45,12 +51,14 @@ def decide(
 ) -> Decision:
     """Extract findings, evaluate the service's rules (without a service, all) and render the
     cards (with their suggested orders, and with their icon and "About" links when the service's
-    public base URL is known)."""
+    public base URL is known); the records the cards cite and their suggestions are validated
+    with the FHIR models (`fhir_validation`)."""
+    resources = _reusable(resources)
     findings = extract_findings(kb, resources, patient_id, today)
     evaluation = evaluate(kb, findings, today, _rules(kb, service))
     context = CardContext(patient_id, encounter_id, base_url)
     cards = render_cards(kb, evaluation, max_cards, new_uuid, context)
-    return Decision(tuple(cards), evaluation, findings, evaluation.all_matches)
+    return Decision(check_cards(cards, resources), evaluation, findings, evaluation.all_matches)
 
 
 def decide_orders(
@@ -68,8 +76,9 @@ def decide_orders(
     """On an order hook: the findings and the service's rules as for a patient view, then only
     the cards the order rules give about the draft orders (the patient-view cards are not
     repeated)."""
+    resources = _reusable(resources)
     findings = extract_findings(kb, resources, patient_id, today)
     evaluation = evaluate(kb, findings, today, _rules(kb, service))
     context = CardContext(patient_id, encounter_id, base_url)
     cards = advise_on_orders(kb, orders, evaluation, findings, today, new_uuid, context)
-    return Decision(tuple(cards), evaluation, findings)
+    return Decision(check_cards(cards, resources), evaluation, findings)

@@ -1,0 +1,155 @@
+"""The FHIR R4 models (`fhir.resources.R4B`) check what a card rests on and what it offers.
+
+Findings are read from the raw JSON by lean readers (findings, lean_measure). Before a card is
+answered, the records it cites as evidence and the resources its suggestions carry are validated
+with the models themselves:
+- a cited record that does not validate is still shown (a red flag is never hidden); the card
+  says which record and which elements did not validate, to be checked in the chart;
+- a suggestion whose resource does not validate is withheld: an EHR would refuse it.
+
+Validation depends on the resource's content alone, so its outcome is remembered by the
+resource's canonical JSON (a bounded cache): a chart seen again costs a lookup per record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from functools import lru_cache
+from typing import Any
+
+import orjson
+from fhir.resources.R4B import get_fhir_model_class
+from pydantic import ValidationError
+
+from .cards import RenderedCard
+
+#: How many validated resources are remembered (a few per card; about 1 KiB each).
+CACHE_SIZE = 4096
+#: Elements named in a problem, at most.
+MAX_ELEMENTS = 3
+_RECORD_CHECK = "**Record check:**"
+
+
+def _element_path(location: Sequence[int | str]) -> str:
+    """("code", "coding", 0, "code") -> "code.coding[0].code"."""
+    path = ""
+    for part in location:
+        if part == "root":  # pydantic's name for a value checked as a whole
+            continue
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
+
+
+def _problem_of(error: ValidationError) -> str:
+    paths = list(dict.fromkeys(_element_path(e["loc"]) or "the resource" for e in error.errors()))
+    shown = ", ".join(paths[:MAX_ELEMENTS])
+    return shown + (f" and {len(paths) - MAX_ELEMENTS} more" if len(paths) > MAX_ELEMENTS else "")
+
+
+def _validate(resource: Mapping[str, Any]) -> str | None:
+    rtype = resource.get("resourceType")
+    try:
+        model = get_fhir_model_class(rtype) if isinstance(rtype, str) else None
+    except (KeyError, ValueError):
+        model = None
+    if model is None:
+        return "resourceType"
+    try:
+        model.model_validate(resource)
+    except ValidationError as error:
+        return _problem_of(error)
+    except (TypeError, ValueError, RecursionError):  # what the models raise outside pydantic
+        return "the resource"
+    return None
+
+
+@lru_cache(maxsize=CACHE_SIZE)
+def _validate_canonical(canonical: bytes) -> str | None:
+    return _validate(orjson.loads(canonical))
+
+
+def fhir_problem(resource: Mapping[str, Any]) -> str | None:
+    """None when the resource is valid FHIR R4; else the elements that are not."""
+    try:
+        canonical = orjson.dumps(resource, option=orjson.OPT_SORT_KEYS)
+    except (TypeError, orjson.JSONEncodeError):  # not plain JSON: validate it as it is
+        return _validate(resource)
+    return _validate_canonical(canonical)
+
+
+def _cited(card: RenderedCard) -> list[str]:
+    return list(dict.fromkeys(t.reference for t in card.evidence))
+
+
+def _index(resources: Iterable[Mapping[str, Any]], cited: set[str]) -> dict[str, list[Mapping]]:
+    """The resources behind the cited references ("Type/id"), found by their id."""
+    ids = {ref.partition("/")[2] for ref in cited}
+    found: dict[str, list[Mapping[str, Any]]] = {}
+    for resource in resources:
+        rid = resource.get("id")
+        if isinstance(rid, str) and rid in ids:
+            ref = f"{resource.get('resourceType')}/{rid}"
+            if ref in cited:
+                found.setdefault(ref, []).append(resource)
+    return found
+
+
+def _record_lines(card: RenderedCard, index: Mapping[str, list[Mapping[str, Any]]]) -> list[str]:
+    lines = []
+    for ref in _cited(card):
+        problems = [p for r in index.get(ref, ()) if (p := fhir_problem(r))]
+        if problems:
+            elements = "; ".join(dict.fromkeys(problems))
+            lines.append(
+                f"- {ref} does not pass FHIR R4 validation ({elements}): check it in the chart."
+            )
+    return lines
+
+
+def _with_record_check(detail: str, lines: list[str]) -> str:
+    """The detail with a record-check paragraph after the evidence (before the action)."""
+    paragraph = "\n".join([_RECORD_CHECK, "", *lines])
+    head, sep, tail = detail.partition("\n\n**Action")
+    if not sep:
+        return detail.rstrip("\n") + "\n\n" + paragraph + "\n"
+    return f"{head}\n\n{paragraph}{sep}{tail}"
+
+
+def _valid_suggestions(card: RenderedCard) -> tuple[list[dict[str, Any]], set[str]]:
+    """The card's suggestions whose resources all validate, and the uuids of those withheld."""
+    kept, withheld = [], set()
+    for suggestion in card.json.get("suggestions", ()):
+        resources = [a["resource"] for a in suggestion.get("actions", ()) if "resource" in a]
+        if any(fhir_problem(r) for r in resources):
+            withheld.add(suggestion["uuid"])
+        else:
+            kept.append(suggestion)
+    return kept, withheld
+
+
+def _checked(card: RenderedCard, index: Mapping[str, list[Mapping[str, Any]]]) -> RenderedCard:
+    lines = _record_lines(card, index)
+    kept, withheld = _valid_suggestions(card)
+    if not lines and not withheld:
+        return card
+    answer = dict(card.json)
+    if lines:
+        answer["detail"] = _with_record_check(answer["detail"], lines)
+    if withheld:
+        if kept:
+            answer["suggestions"] = kept
+        else:
+            answer.pop("suggestions", None)
+            answer.pop("selectionBehavior", None)
+    suggestions = tuple(s for s in card.suggestions if s.uuid not in withheld)
+    return dataclasses.replace(card, json=answer, suggestions=suggestions)
+
+
+def check_cards(
+    cards: Sequence[RenderedCard], resources: Iterable[Mapping[str, Any]]
+) -> tuple[RenderedCard, ...]:
+    """The cards, each with its cited records and its suggestions validated (see the module)."""
+    cited = {ref for card in cards for ref in _cited(card)}
+    index = _index(resources, cited) if cited else {}
+    return tuple(_checked(card, index) for card in cards)
