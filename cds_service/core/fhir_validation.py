@@ -16,13 +16,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
-from .cards import RenderedCard
+if TYPE_CHECKING:
+    from .cards import RenderedCard
 
 #: How many validated resources are remembered (a few per card; about 1 KiB each).
 CACHE_SIZE = 4096

@@ -45,3 +45,20 @@ def test_a_rule_without_a_checkable_source_stops_loading(
     with pytest.raises(KnowledgeError) as refused:
         load_knowledge(knowledge)
     assert any(problem in p and "cauda-equina-syndrome" in p for p in refused.value.problems)
+
+
+def test_a_suggestion_whose_service_request_the_fhir_models_reject_stops_loading(
+    tmp_path: Path,
+) -> None:
+    knowledge = tmp_path / "knowledge"
+    shutil.copytree(PROJECT_ROOT / "knowledge", knowledge)
+    path = knowledge / "orders.yaml"
+    doc = yaml.safe_load(path.read_text())
+    doc["orders"]["mri-lumbosacral-spine"]["codes"][0]["display"] = ""  # the schema allows it
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    with pytest.raises(KnowledgeError) as refused:
+        load_knowledge(knowledge)
+    rejected = [p for p in refused.value.problems if "is not valid FHIR R4" in p]
+    assert rejected, refused.value.problems
+    assert all("code.coding[0].display" in p for p in rejected)
+    assert any("mri" in p for p in rejected)

@@ -11,7 +11,9 @@ import jsonschema
 
 from ..codes import KNOWLEDGE_SYSTEMS
 from ..envelope import HookDef
+from ..fhir_validation import fhir_problem
 from ..order_kinds import OrderAdvice
+from ..orders import OrderCatalog, OrderContext, render_suggestion
 from .model import (
     Criterion,
     Guideline,
@@ -391,4 +393,21 @@ def _measure_problems(
         for name, codes in service.codes.items()
         if f"{{{name}}}" in p.template and not codes
     ]
+    return problems
+
+
+def suggestion_problems(catalog: OrderCatalog) -> list[str]:
+    """Suggestions whose ServiceRequest, filled for an example call, the FHIR models reject."""
+    context = OrderContext("example", "example")
+    problems = []
+    for suggestion in catalog.suggestions:
+        if suggestion.order not in catalog.orders:
+            continue  # reported by compile_orders
+        rendered = render_suggestion(catalog, suggestion, "card", context, ["Condition/example"])
+        for action in rendered["actions"]:
+            if problem := fhir_problem(action["resource"]):
+                problems.append(
+                    f"orders.yaml: suggestion {suggestion.id}: its ServiceRequest is not valid "
+                    f"FHIR R4 ({problem})"
+                )
     return problems

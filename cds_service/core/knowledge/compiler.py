@@ -29,6 +29,7 @@ from .checks import (
     service_problems,
     service_reads,
     service_theme_problems,
+    suggestion_problems,
     summary_problems,
     topic_problems,
 )
@@ -392,7 +393,7 @@ def compile_knowledge(docs: Mapping[str, Any]) -> KnowledgeBase:
     orders = EMPTY_CATALOG
     if "orders" in docs:
         orders, found = compile_orders(docs["orders"], (r.id for r in rules), measures, guidelines)
-        problems += found
+        problems += found + suggestion_problems(orders)
     about = docs.get("about", {})
     problems += topic_problems(themes, about)
     if problems:
