@@ -25,8 +25,10 @@ from pydantic import ValidationError
 if TYPE_CHECKING:
     from .cards import RenderedCard
 
-#: How many validated resources are remembered (a few per card; about 1 KiB each).
-CACHE_SIZE = 4096
+#: How many validated resources are remembered (a few per card), and the largest remembered:
+#: at most 16 MiB of keys per worker, about 2 MiB for charts like the samples.
+CACHE_SIZE = 2048
+MAX_CACHED_BYTES = 8192
 #: Elements named in a problem, at most.
 MAX_ELEMENTS = 3
 _RECORD_CHECK = "**Record check:**"
@@ -86,6 +88,8 @@ def fhir_problem(resource: Mapping[str, Any]) -> str | None:
     try:
         canonical = orjson.dumps(resource, option=orjson.OPT_SORT_KEYS)
     except (TypeError, orjson.JSONEncodeError):  # not plain JSON: validate it as it is
+        return _validate(resource)
+    if len(canonical) > MAX_CACHED_BYTES:
         return _validate(resource)
     return _validate_canonical(canonical)
 

@@ -218,6 +218,15 @@ def test_validation_is_remembered_by_content_not_by_identity() -> None:
     assert fhir_problem(record) == "onsetDateTime"
 
 
+def test_a_large_record_is_validated_without_being_remembered() -> None:
+    fhir_validation._validate_canonical.cache_clear()
+    record = condition("M62.830", rid="large", note=[{"text": "x" * 10_000}])
+    assert fhir_problem(record) is None
+    record["note"] = [{}]
+    assert fhir_problem(record) == "note[0].text"
+    assert fhir_validation._validate_canonical.cache_info().currsize == 1
+
+
 def test_a_problem_names_nested_elements_and_counts_the_rest() -> None:
     record = condition("M62.830", rid="many")
     record["code"]["coding"][0]["code"] = 5
