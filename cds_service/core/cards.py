@@ -43,7 +43,7 @@ def _coding_text(coding: Coding) -> str:
 def _dates_text(dates: tuple[Dated, ...]) -> str:
     if not dates:
         return "date not recorded"
-    return ", ".join(f"{d.kind} {d.day.isoformat()}" for d in dates)
+    return ", ".join([f"{d.kind} {d.day.isoformat()}" for d in dates])
 
 
 def references_of(item: Evidence) -> tuple[str, ...]:
@@ -53,21 +53,21 @@ def references_of(item: Evidence) -> tuple[str, ...]:
 
 def evidence_text(item: Evidence) -> str:
     """One line of evidence: finding, code, system, date, qualifier and the resource."""
-    parts = [_coding_text(item.coding)]
-    if isinstance(item, Measurement):
+    if isinstance(item, Finding):
+        parts = [_coding_text(item.coding), _dates_text(item.dates)]
+        if item.qualifier:
+            parts.append(item.qualifier)
+        parts += [escape_text(note) for note in item.notes]
+        references = item.references
+    else:
         reading = item.reading
         value = f"{reading.value:g} {escape_text(reading.unit)}".strip()
         flag = f"{reading.flag}, {reading.basis}"
         if reading.range_text:
             flag += f"; reference {escape_text(reading.range_text)}"
-        parts = [f"{_coding_text(item.coding)}: **{value}** ({flag})"]
-    parts.append(_dates_text(item.dates))
-    if isinstance(item, Finding):
-        if item.qualifier:
-            parts.append(item.qualifier)
-        parts.extend(escape_text(note) for note in item.notes)
-    references = references_of(item)
-    shown = ", ".join(escape_text(r, 80) for r in references[:MAX_REFERENCES])
+        parts = [f"{_coding_text(item.coding)}: **{value}** ({flag})", _dates_text(item.dates)]
+        references = (item.reference,)
+    shown = ", ".join([escape_text(r, 80) for r in references[:MAX_REFERENCES]])
     if len(references) > MAX_REFERENCES:
         shown += f" and {len(references) - MAX_REFERENCES} more"
     return ", ".join(parts) + f" · {shown}"
@@ -295,16 +295,18 @@ def _offered(
         if not suggestions:
             continue
         measures = _measures_of(match)
+        reasons = [r for item in match.evidence for r in references_of(item)]
         for suggestion in suggestions:
             if suggestion.measures and not measures.intersection(suggestion.measures):
                 continue
             key = f"{suggestion.order}/{suggestion.action}"
-            entry = offered.setdefault(key, Offered(suggestion, [], []))
-            if entry.suggestion.id != suggestion.id:
+            entry = offered.get(key)
+            if entry is None:
+                entry = offered[key] = Offered(suggestion, [], [])
+            elif entry.suggestion.id != suggestion.id:
                 continue
             entry.rules.append(match.rule.id)
-            for item in match.evidence:
-                entry.reasons.extend(references_of(item))
+            entry.reasons.extend(reasons)
     return list(offered.values())
 
 
