@@ -132,7 +132,11 @@ def compile_orders(
 
 def suggestion_uuid(card_uuid: str, suggestion_id: str) -> str:
     """The uuid of a suggestion on one card: stable for that card, unique across cards."""
-    return str(uuid_utils.uuid5(_NAMESPACE, f"{card_uuid}/{suggestion_id}".encode()))
+    name = f"{card_uuid}/{suggestion_id}"
+    try:
+        return str(uuid_utils.uuid5(_NAMESPACE, name))
+    except TypeError:  # a name UTF-8 cannot encode (a lone surrogate): the standard error
+        return str(uuid.uuid5(SUGGESTION_NAMESPACE, name))
 
 
 @dataclass(frozen=True)

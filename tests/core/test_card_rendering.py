@@ -9,6 +9,7 @@ import random
 import re
 import uuid
 
+import pytest
 from support.builders import PATIENT_ID, TODAY, condition, observation, quantity
 
 from cds_service.core import cards
@@ -63,6 +64,13 @@ def test_suggestion_uuid_is_the_standard_uuid5():
         assert suggestion_uuid(card, sid) == expected
     for sid in ids:
         assert suggestion_uuid("c", sid) == str(uuid.uuid5(SUGGESTION_NAMESPACE, f"c/{sid}"))
+
+
+def test_suggestion_uuid_of_a_name_utf8_cannot_encode_fails_as_uuid5_does():
+    with pytest.raises(UnicodeEncodeError):
+        uuid.uuid5(SUGGESTION_NAMESPACE, "c/\ud800")
+    with pytest.raises(UnicodeEncodeError):
+        suggestion_uuid("c", "\ud800")
 
 
 def _resources(patient: str, reference: str, potassium: float) -> list[dict]:
