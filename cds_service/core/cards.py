@@ -6,7 +6,7 @@ or HTML into a card; all other text comes from the reviewed knowledge.
 
 from __future__ import annotations
 
-import re
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +14,7 @@ from typing import Any
 from .codes import system_name
 from .findings import Dated, Finding, Measurement
 from .knowledge import Coding, KnowledgeBase, Rule, Theme
-from .orders import OrderContext, Suggestion, render_suggestion, selection_behavior
+from .orders import OrderCatalog, OrderContext, Suggestion, render_suggestion, selection_behavior
 from .rules import Evaluation, Evidence, Match, OlderFinding
 
 ICON_PATH = "/about/icon.png"
@@ -22,14 +22,16 @@ ABOUT_PATH = "/about/rules/"
 MAX_EVIDENCE_LINES = 12
 MAX_REFERENCES = 4  # references shown on one finding's line
 MAX_CONTEXT = 8  # findings shown in a card's context line
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
+_MARKDOWN_SPECIAL = "\\`*_[]|~"
+#: HTML's `&` and `<` as entities, and a backslash before each Markdown special
+_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", **{c: "\\" + c for c in _MARKDOWN_SPECIAL}})
+_TO_ESCAPE = frozenset("&<" + _MARKDOWN_SPECIAL)
 
 
 def escape_text(text: str, limit: int = 160) -> str:
     """Plain text from a record, made inert for GitHub-flavoured Markdown."""
     text = " ".join(str(text).split())[:limit]
-    text = text.replace("&", "&amp;").replace("<", "&lt;")
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+    return text if _TO_ESCAPE.isdisjoint(text) else text.translate(_ESCAPES)
 
 
 def _coding_text(coding: Coding) -> str:
@@ -41,7 +43,7 @@ def _coding_text(coding: Coding) -> str:
 def _dates_text(dates: tuple[Dated, ...]) -> str:
     if not dates:
         return "date not recorded"
-    return ", ".join(f"{d.kind} {d.day.isoformat()}" for d in dates)
+    return ", ".join([f"{d.kind} {d.day.isoformat()}" for d in dates])
 
 
 def references_of(item: Evidence) -> tuple[str, ...]:
@@ -51,21 +53,21 @@ def references_of(item: Evidence) -> tuple[str, ...]:
 
 def evidence_text(item: Evidence) -> str:
     """One line of evidence: finding, code, system, date, qualifier and the resource."""
-    parts = [_coding_text(item.coding)]
-    if isinstance(item, Measurement):
+    if isinstance(item, Finding):
+        parts = [_coding_text(item.coding), _dates_text(item.dates)]
+        if item.qualifier:
+            parts.append(item.qualifier)
+        parts += [escape_text(note) for note in item.notes]
+        references = item.references
+    else:
         reading = item.reading
         value = f"{reading.value:g} {escape_text(reading.unit)}".strip()
         flag = f"{reading.flag}, {reading.basis}"
         if reading.range_text:
             flag += f"; reference {escape_text(reading.range_text)}"
-        parts = [f"{_coding_text(item.coding)}: **{value}** ({flag})"]
-    parts.append(_dates_text(item.dates))
-    if isinstance(item, Finding):
-        if item.qualifier:
-            parts.append(item.qualifier)
-        parts.extend(escape_text(note) for note in item.notes)
-    references = references_of(item)
-    shown = ", ".join(escape_text(r, 80) for r in references[:MAX_REFERENCES])
+        parts = [f"{_coding_text(item.coding)}: **{value}** ({flag})", _dates_text(item.dates)]
+        references = (item.reference,)
+    shown = ", ".join([escape_text(r, 80) for r in references[:MAX_REFERENCES]])
     if len(references) > MAX_REFERENCES:
         shown += f" and {len(references) - MAX_REFERENCES} more"
     return ", ".join(parts) + f" · {shown}"
@@ -86,13 +88,23 @@ def concept_name(kb: KnowledgeBase, rule: Rule, item: Evidence) -> str:
     return rule.title
 
 
-def _evidence_section(kb: KnowledgeBase, theme: Theme, matches: list[Match]) -> list[str]:
+def _text_of(item: Evidence, texts: dict[int, str]) -> str:
+    """The item's evidence line, written once per call (`texts` by the id of a live item)."""
+    text = texts.get(id(item))
+    if text is None:
+        text = texts[id(item)] = evidence_text(item)
+    return text
+
+
+def _evidence_section(
+    kb: KnowledgeBase, theme: Theme, matches: list[Match], texts: dict[int, str]
+) -> list[str]:
     lines = [f"**{theme.findings_heading}**", ""]
     # a record that sets off several rules of the card is one line, under the first (most serious)
     first_rule: dict[str, tuple[Rule, Evidence]] = {}
     for match in matches:
         for item in match.evidence:
-            first_rule.setdefault(evidence_text(item), (match.rule, item))
+            first_rule.setdefault(_text_of(item, texts), (match.rule, item))
     total = len(first_rule)
     shown = 0
     for text, (rule, item) in first_rule.items():
@@ -108,7 +120,7 @@ def _evidence_section(kb: KnowledgeBase, theme: Theme, matches: list[Match]) -> 
         lines += [
             "",
             f"**{theme.context_heading}:** "
-            + "; ".join(evidence_text(f) for f in context[:MAX_CONTEXT])
+            + "; ".join(_text_of(f, texts) for f in context[:MAX_CONTEXT])
             + more,
         ]
     return lines
@@ -165,10 +177,12 @@ def _guideline_lines(kb: KnowledgeBase, rule: Rule) -> list[str | None]:
     return [says, evidence, src.window]
 
 
-def _older_section(kb: KnowledgeBase, older: list[OlderFinding]) -> list[str]:
+def _older_section(
+    kb: KnowledgeBase, older: list[OlderFinding], texts: dict[int, str]
+) -> list[str]:
     if not older:
         return []
-    lines = "; ".join(evidence_text(o.finding) for o in older[:MAX_EVIDENCE_LINES])
+    lines = "; ".join(_text_of(o.finding, texts) for o in older[:MAX_EVIDENCE_LINES])
     if len(older) > MAX_EVIDENCE_LINES:
         lines += f"; and {len(older) - MAX_EVIDENCE_LINES} more"
     return ["", f"**{kb.context_line}:** " + lines]
@@ -263,19 +277,36 @@ class Offered:
 
 def card_suggestions(kb: KnowledgeBase, matches: Sequence[Match]) -> list[Offered]:
     """The card's suggestions (one per order and action, the most serious rule's first)."""
+    return _offered(matches, _candidates(kb.orders, matches))
+
+
+def _candidates(
+    catalog: OrderCatalog, matches: Sequence[Match]
+) -> tuple[tuple[Suggestion, ...], ...]:
+    """The suggestions each match's rule may offer, in the catalogue's order."""
+    return tuple(catalog.for_rule(m.rule.id) for m in matches)
+
+
+def _offered(
+    matches: Sequence[Match], candidates: Sequence[tuple[Suggestion, ...]]
+) -> list[Offered]:
     offered: dict[str, Offered] = {}
-    for match in matches:
+    for match, suggestions in zip(matches, candidates, strict=True):
+        if not suggestions:
+            continue
         measures = _measures_of(match)
-        for suggestion in kb.orders.for_rule(match.rule.id):
+        reasons = [r for item in match.evidence for r in references_of(item)]
+        for suggestion in suggestions:
             if suggestion.measures and not measures.intersection(suggestion.measures):
                 continue
             key = f"{suggestion.order}/{suggestion.action}"
-            entry = offered.setdefault(key, Offered(suggestion, [], []))
-            if entry.suggestion.id != suggestion.id:
+            entry = offered.get(key)
+            if entry is None:
+                entry = offered[key] = Offered(suggestion, [], [])
+            elif entry.suggestion.id != suggestion.id:
                 continue
             entry.rules.append(match.rule.id)
-            for item in match.evidence:
-                entry.reasons.extend(references_of(item))
+            entry.reasons.extend(reasons)
     return list(offered.values())
 
 
@@ -337,13 +368,111 @@ def answer_json(cards: Iterable[RenderedCard]) -> dict[str, Any]:
 
 def traces(matches: Sequence[Match], older: Sequence[OlderFinding] = ()) -> tuple[Traced, ...]:
     """The references of matches: each rule's evidence and context, then the older findings."""
-    traced: list[Traced] = []
+    traced: list[tuple[str, str, str]] = []
     for match in matches:
         rule = match.rule.id
-        traced += [Traced(rule, "evidence", r) for e in match.evidence for r in references_of(e)]
-        traced += [Traced(rule, "context", r) for f in match.context for r in f.references]
-    traced += [Traced(o.rule.id, "older", r) for o in older for r in o.finding.references]
-    return tuple(dict.fromkeys(traced))
+        traced += [(rule, "evidence", r) for e in match.evidence for r in references_of(e)]
+        traced += [(rule, "context", r) for f in match.context for r in f.references]
+    traced += [(o.rule.id, "older", r) for o in older for r in o.finding.references]
+    return tuple(Traced(*t) for t in dict.fromkeys(traced))
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """What the knowledge alone decides of a theme's card, for one sequence of rules: text,
+    source and links as immutable parts, from which each call builds its own JSON."""
+
+    theme: Theme  # the theme and rules are kept alive: the cache key holds their ids
+    rules: tuple[Rule, ...]
+    rule_ids: tuple[str, ...]
+    summary: str
+    middle: str  # the action, questions and why sections, one block of lines
+    attribution: str
+    source_label: str
+    source_url: str | None
+    guideline_links: tuple[tuple[str, str], ...]  # (label, url)
+    about_links: tuple[tuple[str, str], ...]  # (label, rule id)
+    candidates: tuple[tuple[Suggestion, ...], ...]  # per rule, the suggestions it may offer
+
+
+def _frame(kb: KnowledgeBase, theme: Theme, matches: list[Match]) -> _Frame:
+    guideline_ids = _guidelines_of((m.rule for m in matches), theme)
+    source = _source(kb, theme, guideline_ids, None)
+    rules = list(dict.fromkeys(m.rule for m in matches))
+    about = "About this recommendation"
+    return _Frame(
+        theme=theme,
+        rules=tuple(m.rule for m in matches),
+        rule_ids=tuple(m.rule.id for m in matches),
+        summary=_summary(theme, matches),
+        middle="\n".join(
+            [
+                *_action_section(matches),
+                *_questions_section(kb, theme),
+                *_why_section(kb, theme, matches),
+            ]
+        ),
+        attribution="\n".join(_attribution(kb, guideline_ids)),
+        source_label=source["label"],
+        source_url=source.get("url"),
+        guideline_links=tuple(
+            (link["label"], link["url"]) for link in _links(kb, matches, guideline_ids, None)
+        ),
+        about_links=tuple(
+            (f"{about}: {r.title}" if len(rules) > 1 else about, r.id) for r in rules
+        ),
+        candidates=_candidates(kb.orders, matches),
+    )
+
+
+#: id(knowledge base) -> (a weak reference to it, its frames by (id(theme), *ids of the rules))
+_FRAMES: dict[int, tuple[weakref.ref[KnowledgeBase], dict[tuple[int, ...], _Frame]]] = {}
+_MAX_FRAMES = 1024  # per knowledge base; past it the frames are built anew
+
+
+def _frames_of(kb: KnowledgeBase) -> dict[tuple[int, ...], _Frame]:
+    """The knowledge base's frames, dropped with it."""
+    key = id(kb)
+    entry = _FRAMES.get(key)
+    if entry is not None and entry[0]() is kb:
+        return entry[1]
+    frames: dict[tuple[int, ...], _Frame] = {}
+    _FRAMES[key] = (weakref.ref(kb, lambda _: _FRAMES.pop(key, None)), frames)
+    return frames
+
+
+def _cached_frame(kb: KnowledgeBase, theme: Theme, matches: list[Match]) -> _Frame:
+    frames = _frames_of(kb)
+    key = (id(theme), *[id(m.rule) for m in matches])
+    frame = frames.get(key)
+    if frame is None:
+        if len(frames) >= _MAX_FRAMES:
+            frames.clear()
+        frame = frames[key] = _frame(kb, theme, matches)
+    return frame
+
+
+def _source_json(frame: _Frame, base_url: str | None) -> dict[str, Any]:
+    source: dict[str, Any] = {"label": frame.source_label}
+    if frame.source_url:
+        source["url"] = frame.source_url
+    if base_url:
+        source["icon"] = base_url + ICON_PATH
+    if frame.theme.topic:
+        source["topic"] = _coding_json(frame.theme.topic)
+    return source
+
+
+def _links_json(frame: _Frame, base_url: str | None) -> list[dict[str, str]]:
+    links = [
+        {"label": label, "url": url, "type": "absolute"} for label, url in frame.guideline_links
+    ]
+    if base_url:
+        links += [
+            {"label": label, "url": about_url(base_url, rule_id), "type": "absolute"}
+            for label, rule_id in frame.about_links
+        ]
+    return links
 
 
 def _card(
@@ -352,39 +481,38 @@ def _card(
     matches: list[Match],
     older: list[OlderFinding],
     new_uuid: Callable[[], str],
-    context: CardContext | None = None,
+    context: CardContext | None,
+    texts: dict[int, str],
 ) -> RenderedCard:
-    guideline_ids = _guidelines_of((m.rule for m in matches), theme)
+    frame = _cached_frame(kb, theme, matches)
     detail = [
-        *_evidence_section(kb, theme, matches),
-        *_action_section(matches),
-        *_questions_section(kb, theme),
-        *_why_section(kb, theme, matches),
-        *_older_section(kb, older),
-        *_attribution(kb, guideline_ids),
+        *_evidence_section(kb, theme, matches, texts),
+        frame.middle,
+        *_older_section(kb, older, texts),
+        frame.attribution,
     ]
     base_url = context.base_url if context else None
     card: dict[str, Any] = {
         "uuid": new_uuid(),
-        "summary": _summary(theme, matches),
+        "summary": frame.summary,
         "indicator": theme.indicator,
         "detail": "\n".join(detail).strip() + "\n",
-        "source": _source(kb, theme, guideline_ids, base_url),
+        "source": _source_json(frame, base_url),
     }
-    offered = card_suggestions(kb, matches) if context is not None else []
+    offered = _offered(matches, frame.candidates) if context is not None else []
     if context is not None and offered:
         card["suggestions"] = render_offers(kb, offered, card["uuid"], context)
         card["selectionBehavior"] = selection_behavior([o.suggestion for o in offered])
     if theme.override_reasons:
         card["overrideReasons"] = [_coding_json(c) for c in theme.override_reasons]
-    links = _links(kb, matches, guideline_ids, base_url)
+    links = _links_json(frame, base_url)
     if links:
         card["links"] = links
     return RenderedCard(
         card,
         theme.id,
         theme.indicator,
-        tuple(m.rule.id for m in matches),
+        frame.rule_ids,
         traces(matches, older),
         tuple(
             CardSuggestion(s["uuid"], o.suggestion.id, tuple(dict.fromkeys(o.rules)))
@@ -415,7 +543,8 @@ def render_cards(
     carry suggested orders, and (with a base URL) their icon and "About" links."""
     cards = []
     older = list(evaluation.older)
+    texts: dict[int, str] = {}
     for theme, matches in _themes_in_card_order(kb, evaluation, max_cards):
-        cards.append(_card(kb, theme, matches, older, new_uuid, context))
+        cards.append(_card(kb, theme, matches, older, new_uuid, context, texts))
         older = []  # the older findings are worth one line, on the first card only
     return cards

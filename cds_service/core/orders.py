@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import uuid_utils
+
 SYSTEMS = {
     "snomed": "http://snomed.info/sct",
     "loinc": "http://loinc.org",
@@ -19,6 +21,7 @@ SYSTEMS = {
 }
 #: Namespace of suggestion uuids: uuid5(NAMESPACE, f"{card uuid}/{suggestion id}").
 SUGGESTION_NAMESPACE = uuid.UUID("6f1d2b0c-8a3e-5c1f-9b7d-4e2a6c8d0f13")
+_NAMESPACE = uuid_utils.UUID(str(SUGGESTION_NAMESPACE))
 #: FHIR R4 ServiceRequest.reasonReference targets.
 REASON_TYPES = ("Condition", "Observation", "DiagnosticReport", "DocumentReference")
 
@@ -129,7 +132,11 @@ def compile_orders(
 
 def suggestion_uuid(card_uuid: str, suggestion_id: str) -> str:
     """The uuid of a suggestion on one card: stable for that card, unique across cards."""
-    return str(uuid.uuid5(SUGGESTION_NAMESPACE, f"{card_uuid}/{suggestion_id}"))
+    name = f"{card_uuid}/{suggestion_id}"
+    try:
+        return str(uuid_utils.uuid5(_NAMESPACE, name))
+    except TypeError:  # a name UTF-8 cannot encode (a lone surrogate): the standard error
+        return str(uuid.uuid5(SUGGESTION_NAMESPACE, name))
 
 
 @dataclass(frozen=True)
