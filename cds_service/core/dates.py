@@ -58,29 +58,7 @@ def parse_day(value: object, limits: Limits) -> dt.date | None:
     from this month is never taken for an old one. A day before `limits.earliest` or after
     `limits.latest` is implausible and reads as unknown.
     """
-    if type(value) is not str:
-        return None
-    match = _DATE.fullmatch(value.strip())
-    if match is None:
-        return None
-    try:
-        year = int(match["y"])
-        if match["m"] is None:
-            day = dt.date(year, 12, 31)
-        elif match["d"] is None:
-            month = int(match["m"])
-            day = dt.date(year, month, calendar.monthrange(year, month)[1])
-        else:
-            day = _utc_day(
-                dt.date(year, int(match["m"]), int(match["d"])), match["time"], match["zone"]
-            )
-    except ValueError:
-        return None
-    if match["d"] is None:
-        day = min(day, limits.today)
-    if day < limits.earliest or day > limits.latest:
-        return None
-    return day
+    return _span(value, limits)[1]
 
 
 def first_day(value: object, limits: Limits) -> dt.date | None:
@@ -88,13 +66,37 @@ def first_day(value: object, limits: Limits) -> dt.date | None:
 
     With `parse_day` (the last day) it spans an imprecise date; for a full date both are the day.
     """
-    day = parse_day(value, limits)
-    if day is None:
-        return None
-    match = _DATE.fullmatch(str(value).strip())
-    if match is None or match["d"] is not None:
-        return day
-    return dt.date(day.year, 1 if match["m"] is None else day.month, 1)
+    return _span(value, limits)[0]
+
+
+_NO_SPAN: tuple[None, None] = (None, None)
+
+
+def _span(value: object, limits: Limits) -> tuple[dt.date | None, dt.date | None]:
+    """The first and last day a date/dateTime string may stand for (see `first_day`)."""
+    if type(value) is not str:
+        return _NO_SPAN
+    match = _DATE.fullmatch(value.strip())
+    if match is None:
+        return _NO_SPAN
+    year, month, mday, time, zone = match.groups()
+    try:
+        if month is None:
+            day = dt.date(int(year), 12, 31)
+        elif mday is None:
+            number = int(month)
+            day = dt.date(int(year), number, calendar.monthrange(int(year), number)[1])
+        else:
+            day = _utc_day(dt.date(int(year), int(month), int(mday)), time, zone)
+            if day < limits.earliest or day > limits.latest:
+                return _NO_SPAN
+            return day, day
+    except ValueError:
+        return _NO_SPAN
+    day = min(day, limits.today)
+    if day < limits.earliest or day > limits.latest:
+        return _NO_SPAN
+    return dt.date(day.year, 1 if month is None else day.month, 1), day
 
 
 def _age_days(age: object) -> tuple[float, float] | None:
@@ -159,6 +161,10 @@ def onset_span(
     for name in ("onsetDateTime", "onsetPeriod", "onsetAge", "onsetRange", "onsetString"):
         if name in resource:
             value = resource[name]
+            if name == "onsetDateTime":
+                return name, *_span(value, limits)
+            if name == "onsetPeriod":
+                return name, *_span(value.get("start") if type(value) is dict else None, limits)
             last = _onset_bound(name, value, birth, limits, first=False)
             first = _onset_bound(name, value, birth, limits, first=True) if last else None
             return name, first or last, last
@@ -168,13 +174,8 @@ def onset_span(
 def _onset_bound(
     name: str, value: object, birth: dt.date | None, limits: Limits, *, first: bool
 ) -> dt.date | None:
-    """The first (`first`) or last day an onset[x] may stand for, or None when unreadable."""
-    read_day = first_day if first else parse_day
+    """The first (`first`) or last day an onsetAge or onsetRange stands for, or None."""
     read_age = age_to_first_day if first else age_to_day
-    if name == "onsetDateTime":
-        return read_day(value, limits)
-    if name == "onsetPeriod":
-        return read_day(value.get("start"), limits) if type(value) is dict else None
     if name == "onsetAge":
         return read_age(value, birth, limits)
     if name == "onsetRange" and type(value) is dict:
