@@ -13,9 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .frozen import quick_init
 from .knowledge import Measure
 
 
+@quick_init
 @dataclass(frozen=True)
 class Reading:
     flag: str  # critical-low | low | normal | high | unreadable
@@ -35,7 +37,9 @@ def unit_factor(measure: Measure, unit: str | None) -> float | None:
 
 def unit_offset(measure: Measure, unit: str | None) -> float:
     """The offset added before the factor (0 but for an affine unit such as [degF])."""
-    return measure.unit_offsets.get(unit.strip().lower(), 0.0) if unit else 0.0
+    if not unit or not measure.unit_offsets:
+        return 0.0
+    return measure.unit_offsets.get(unit.strip().lower(), 0.0)
 
 
 def to_canonical(measure: Measure, value: float, unit: str | None) -> float | None:
@@ -104,10 +108,12 @@ def _measured_code(measure: Measure, obs: Any) -> str | None:
 
 def _property_mismatch(measure: Measure, obs: Any, unit: str | None) -> str | None:
     """Why the unit cannot be read for this code (a mass unit on a molar code), or None."""
+    given = measure.unit_properties.get(unit.strip().lower()) if unit else None
+    if given is None:
+        return None
     code = _measured_code(measure, obs)
     wanted = measure.code_properties.get(code) if code else None
-    given = measure.unit_properties.get(unit.strip().lower()) if unit else None
-    if wanted is None or given is None or wanted == given:
+    if wanted is None or wanted == given:
         return None
     return f"unit {unit!r} is a {given} unit but {code} is measured as {wanted}; not converted"
 
