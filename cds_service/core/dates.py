@@ -70,33 +70,52 @@ def first_day(value: object, limits: Limits) -> dt.date | None:
 
 
 _NO_SPAN: tuple[None, None] = (None, None)
+#: How a string reads before the limits: (its last day, precision), or None when unreadable.
+#: The precision is "day", "month" or "year". Dates recur from call to call (the same chart is
+#: sent again on every hook), so readings of short strings are remembered.
+_READINGS: dict[str, tuple[dt.date, str] | None] = {}
+_READINGS_LIMIT = 8192
+_READINGS_LENGTH = 64
 
 
 def _span(value: object, limits: Limits) -> tuple[dt.date | None, dt.date | None]:
     """The first and last day a date/dateTime string may stand for (see `first_day`)."""
     if type(value) is not str:
         return _NO_SPAN
-    match = _DATE.fullmatch(value.strip())
-    if match is None:
-        return _NO_SPAN
-    year, month, mday, time, zone = match.groups()
     try:
-        if month is None:
-            day = dt.date(int(year), 12, 31)
-        elif mday is None:
-            number = int(month)
-            day = dt.date(int(year), number, calendar.monthrange(int(year), number)[1])
-        else:
-            day = _utc_day(dt.date(int(year), int(month), int(mday)), time, zone)
-            if day < limits.earliest or day > limits.latest:
-                return _NO_SPAN
-            return day, day
-    except ValueError:
+        reading = _READINGS[value]
+    except KeyError:
+        reading = _reading(value)
+        if len(value) <= _READINGS_LENGTH:
+            if len(_READINGS) >= _READINGS_LIMIT:
+                _READINGS.clear()
+            _READINGS[value] = reading
+    if reading is None:
         return _NO_SPAN
+    day, precision = reading
+    if precision == "day":
+        return _NO_SPAN if day < limits.earliest or day > limits.latest else (day, day)
     day = min(day, limits.today)
     if day < limits.earliest or day > limits.latest:
         return _NO_SPAN
-    return dt.date(day.year, 1 if month is None else day.month, 1), day
+    return dt.date(day.year, 1 if precision == "year" else day.month, 1), day
+
+
+def _reading(value: str) -> tuple[dt.date, str] | None:
+    """The last day a date/dateTime string stands for, and its precision; None if unreadable."""
+    match = _DATE.fullmatch(value.strip())
+    if match is None:
+        return None
+    year, month, mday, time, zone = match.groups()
+    try:
+        if month is None:
+            return dt.date(int(year), 12, 31), "year"
+        if mday is None:
+            number = int(month)
+            return dt.date(int(year), number, calendar.monthrange(int(year), number)[1]), "month"
+        return _utc_day(dt.date(int(year), int(month), int(mday)), time, zone), "day"
+    except ValueError:
+        return None
 
 
 def _age_days(age: object) -> tuple[float, float] | None:

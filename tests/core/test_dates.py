@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from cds_service.core import dates
 from cds_service.core.dates import (
     _DATE,
     Limits,
@@ -123,3 +124,13 @@ def test_onset_span_reads_a_date_or_a_period_as_the_reference(seed: int) -> None
             first = reference_first_day(read, limits) if last else None
             expected = (name, first or last, last)
             assert onset_span({name: element}, None, limits) == expected, element
+
+
+def test_remembered_readings_are_bounded_and_read_alike() -> None:
+    long_text = "2026-11-30" + " " * 100
+    assert parse_day(long_text, LIMITS[0]) == dt.date(2026, 11, 30)
+    assert long_text not in dates._READINGS
+    for value in _values(9, 3 * dates._READINGS_LIMIT):
+        for limits in LIMITS:
+            assert parse_day(value, limits) == reference_parse_day(value, limits), value
+    assert len(dates._READINGS) <= dates._READINGS_LIMIT
