@@ -156,6 +156,8 @@ def _codings(concept: object) -> list[dict[str, Any]]:
         codings = [codings]
     if type(codings) is not list:
         return []
+    if len(codings) == 1 and type(codings[0]) is dict:
+        return codings  # the common case: read, never changed, by the callers
     return [c for c in codings if type(c) is dict]
 
 
@@ -690,20 +692,36 @@ def _may_match(known: KnownCodes, res: dict[str, Any]) -> bool:
 
     False only when it certainly holds none: every code is a string that is not one of the
     knowledge's, in no spelling `_lookup` would normalise to one (`code_key`). Anything odd
-    reads fully. It allocates nothing, so that passing over a large chart does not wake the
-    collector.
+    reads fully. It allocates no container, so that passing over a large chart does not wake
+    the collector; the common shapes are read inline, as this runs on every resource.
     """
     rtype = res.get("resourceType")
-    if rtype == "Observation":
-        if _concept_may_match(known, res.get("code")):
+    if rtype == "Observation" or rtype == "Condition":
+        concept = res.get("code")
+    elif rtype in MEDICATION_TYPES:
+        concept = res.get("medicationCodeableConcept")
+    else:
+        return False
+    if type(concept) is dict:
+        codings = concept.get("coding")
+        if type(codings) is list:
+            codes = known.codes
+            for coding in codings:
+                if type(coding) is not dict:
+                    continue
+                code = coding.get("code")
+                if type(code) is str and code not in codes:
+                    system = coding.get("system")
+                    if type(system) is not str or system in _EXACT_SYSTEMS:
+                        continue  # a plain miss: the common case
+                if _coding_may_match(known, coding):
+                    return True
+        elif type(codings) is dict and _coding_may_match(known, codings):
             return True
-        value = res.get("valueCodeableConcept")
-        return value is not None and _concept_may_match(known, value)
-    if rtype == "Condition":
-        return _concept_may_match(known, res.get("code"))
-    if rtype in MEDICATION_TYPES:
-        return _concept_may_match(known, res.get("medicationCodeableConcept"))
-    return False
+    if rtype != "Observation":
+        return False
+    value = res.get("valueCodeableConcept")
+    return value is not None and _concept_may_match(known, value)
 
 
 def _concept_may_match(known: KnownCodes, concept: object) -> bool:

@@ -122,7 +122,7 @@ def _critical(
     measure: Measure, canonical: float, interpretations: frozenset[str], factor: float, unit: str
 ) -> str | None:
     """Why the result is critically low, or None."""
-    if interpretations & measure.interpretations.critical_low:
+    if not interpretations.isdisjoint(measure.interpretations.critical_low):
         return "flagged critically low by the lab"
     limit = measure.critical_below
     if limit is not None and canonical < limit:
@@ -152,11 +152,11 @@ def read_measure(measure: Measure, obs: Any, interpretations: frozenset[str]) ->
         if range_text is None:
             range_text = _default_range_text(measure, factor, shown_unit)
         return Reading("critical-low", critical, value, shown_unit, canonical, range_text)
-    if interpretations & measure.interpretations.low:
+    if not interpretations.isdisjoint(measure.interpretations.low):
         return Reading("low", "flagged low by the lab", value, shown_unit, canonical, range_text)
-    if interpretations & measure.interpretations.high:
+    if not interpretations.isdisjoint(measure.interpretations.high):
         return Reading("high", "flagged high by the lab", value, shown_unit, canonical, range_text)
-    if interpretations & measure.interpretations.normal:
+    if not interpretations.isdisjoint(measure.interpretations.normal):
         return Reading(
             "normal", "flagged normal by the lab", value, shown_unit, canonical, range_text
         )
