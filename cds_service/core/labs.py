@@ -10,6 +10,7 @@ flags critically low (labs.yaml `interpretations`), or below the measure's criti
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,9 +90,28 @@ def _in_unit(canonical: float, factor: float, offset: float = 0.0) -> str:
     return f"{canonical / factor - offset:.3g}"
 
 
+#: Default ranges already written, by (low, high, factor, unit, offset, the offset's sign). A
+#: key holds no zero low, high or factor and gives the sign of a zero offset, so that equal keys
+#: write alike (0.0 and -0.0 are equal keys).
+_RANGE_TEXTS: dict[tuple[float, float, float, str, float, float], str] = {}
+_RANGE_TEXTS_LIMIT = 1024
+
+
 def _default_range_text(measure: Measure, factor: float, unit: str, offset: float = 0.0) -> str:
     """The default range, written in the unit the result itself was reported in."""
     low, high = measure.default_low, measure.default_high
+    if not (low and high and factor) or len(unit) > 64:
+        return _range_in_unit(low, high, factor, unit, offset)
+    key = (low, high, factor, unit, offset, math.copysign(1.0, offset))
+    text = _RANGE_TEXTS.get(key)
+    if text is None:
+        if len(_RANGE_TEXTS) >= _RANGE_TEXTS_LIMIT:
+            _RANGE_TEXTS.clear()
+        text = _RANGE_TEXTS[key] = _range_in_unit(low, high, factor, unit, offset)
+    return text
+
+
+def _range_in_unit(low: float, high: float, factor: float, unit: str, offset: float) -> str:
     if low == high:
         return f"normal {_in_unit(low, factor, offset)} (default)"
     low_text, high_text = _in_unit(low, factor, offset), _in_unit(high, factor, offset)
