@@ -25,7 +25,6 @@ from pydantic import ValidationError
 
 from .codes import CANONICAL_SYSTEMS, ICD10CM, LOINC, code_key, normalize_code, normalize_system
 from .dates import Limits, abatement_day, birth_date, onset_span, parse_day
-from .frozen import quick_init
 from .knowledge import Coding, KnowledgeBase, KnownCodes
 from .labs import Reading, read_measure
 from .lean_measure import lean_observation
@@ -48,7 +47,6 @@ MEASURE_ELEMENTS = (
 ONSET, RECORDED, UNKNOWN = "onset", "recorded", "unknown"
 
 
-@quick_init
 @dataclass(frozen=True)
 class Dated:
     """One date of a record: its kind (onset, recorded, taken, reported) and the day."""
@@ -57,7 +55,6 @@ class Dated:
     day: dt.date
 
 
-@quick_init
 @dataclass(frozen=True)
 class Finding:
     """A coded condition or observation that is present and current for the patient.
@@ -99,7 +96,6 @@ class Finding:
         return self.when
 
 
-@quick_init
 @dataclass(frozen=True)
 class Measurement:
     """A quantitative result of one of the knowledge's measures."""
@@ -115,7 +111,6 @@ class Measurement:
         return self.dates[0].day if self.dates else None
 
 
-@quick_init
 @dataclass(frozen=True)
 class Skipped:
     reference: str

@@ -14,11 +14,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from .frozen import quick_init
 from .knowledge import Measure
 
 
-@quick_init
 @dataclass(frozen=True)
 class Reading:
     flag: str  # critical-low | low | normal | high | unreadable

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..envelope import HookDef
-from ..frozen import quick_init
 from ..order_kinds import EMPTY_ADVICE, OrderAdvice
 from ..orders import EMPTY_CATALOG, OrderCatalog
 
@@ -20,7 +19,6 @@ class KnowledgeError(Exception):
         self.problems = problems
 
 
-@quick_init
 @dataclass(frozen=True)
 class Coding:
     system: str
