@@ -747,17 +747,20 @@ def _coding_may_match(known: KnownCodes, coding: dict[str, Any]) -> bool:
     )
 
 
-#: `code_key` of the codes seen lately (the same codes recur from record to record).
+#: `code_key` of the short codes seen lately (the same codes recur from record to record).
 _KEYS: dict[str, str] = {}
 _KEYS_LIMIT = 4096
+_KEYS_LENGTH = 64
 
 
 def _code_key(code: str) -> str:
     key = _KEYS.get(code)
     if key is None:
-        if len(_KEYS) >= _KEYS_LIMIT:
-            _KEYS.clear()
-        key = _KEYS[code] = code_key(code)
+        key = code_key(code)
+        if len(code) <= _KEYS_LENGTH:
+            if len(_KEYS) >= _KEYS_LIMIT:
+                _KEYS.clear()
+            _KEYS[code] = key
     return key
 
 

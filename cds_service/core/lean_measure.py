@@ -35,6 +35,7 @@ _STRING = _Form(r"[\x20-\x7e]+")
 _CODE = _Form(r"[\x21-\x7e]+( [\x21-\x7e]+)*")
 _URI = _Form(r"[\x21-\x7e]+")
 _MATCHED_LIMIT = 4096
+_MATCHED_LENGTH = 256  # longer strings are matched each time, not remembered
 #: Observation.status (required binding, FHIR R4 ObservationStatus).
 STATUSES = frozenset(
     {
@@ -99,9 +100,10 @@ def _text(value: object, form: _Form) -> str:
         return value
     if not value.isascii() or not form.pattern.fullmatch(value):
         raise Unsure
-    if len(matched) >= _MATCHED_LIMIT:
-        matched.clear()
-    matched.add(value)
+    if len(value) <= _MATCHED_LENGTH:
+        if len(matched) >= _MATCHED_LIMIT:
+            matched.clear()
+        matched.add(value)
     return value
 
 
