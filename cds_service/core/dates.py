@@ -58,29 +58,7 @@ def parse_day(value: object, limits: Limits) -> dt.date | None:
     from this month is never taken for an old one. A day before `limits.earliest` or after
     `limits.latest` is implausible and reads as unknown.
     """
-    if type(value) is not str:
-        return None
-    match = _DATE.fullmatch(value.strip())
-    if match is None:
-        return None
-    try:
-        year = int(match["y"])
-        if match["m"] is None:
-            day = dt.date(year, 12, 31)
-        elif match["d"] is None:
-            month = int(match["m"])
-            day = dt.date(year, month, calendar.monthrange(year, month)[1])
-        else:
-            day = _utc_day(
-                dt.date(year, int(match["m"]), int(match["d"])), match["time"], match["zone"]
-            )
-    except ValueError:
-        return None
-    if match["d"] is None:
-        day = min(day, limits.today)
-    if day < limits.earliest or day > limits.latest:
-        return None
-    return day
+    return _span(value, limits)[1]
 
 
 def first_day(value: object, limits: Limits) -> dt.date | None:
@@ -88,13 +66,56 @@ def first_day(value: object, limits: Limits) -> dt.date | None:
 
     With `parse_day` (the last day) it spans an imprecise date; for a full date both are the day.
     """
-    day = parse_day(value, limits)
-    if day is None:
+    return _span(value, limits)[0]
+
+
+_NO_SPAN: tuple[None, None] = (None, None)
+#: How a string reads before the limits: (its last day, precision), or None when unreadable.
+#: The precision is "day", "month" or "year". Dates recur from call to call (the same chart is
+#: sent again on every hook), so readings of short strings are remembered.
+_READINGS: dict[str, tuple[dt.date, str] | None] = {}
+_READINGS_LIMIT = 8192
+_READINGS_LENGTH = 64
+
+
+def _span(value: object, limits: Limits) -> tuple[dt.date | None, dt.date | None]:
+    """The first and last day a date/dateTime string may stand for (see `first_day`)."""
+    if type(value) is not str:
+        return _NO_SPAN
+    try:
+        reading = _READINGS[value]
+    except KeyError:
+        reading = _reading(value)
+        if len(value) <= _READINGS_LENGTH:
+            if len(_READINGS) >= _READINGS_LIMIT:
+                _READINGS.clear()
+            _READINGS[value] = reading
+    if reading is None:
+        return _NO_SPAN
+    day, precision = reading
+    if precision == "day":
+        return _NO_SPAN if day < limits.earliest or day > limits.latest else (day, day)
+    day = min(day, limits.today)
+    if day < limits.earliest or day > limits.latest:
+        return _NO_SPAN
+    return dt.date(day.year, 1 if precision == "year" else day.month, 1), day
+
+
+def _reading(value: str) -> tuple[dt.date, str] | None:
+    """The last day a date/dateTime string stands for, and its precision; None if unreadable."""
+    match = _DATE.fullmatch(value.strip())
+    if match is None:
         return None
-    match = _DATE.fullmatch(str(value).strip())
-    if match is None or match["d"] is not None:
-        return day
-    return dt.date(day.year, 1 if match["m"] is None else day.month, 1)
+    year, month, mday, time, zone = match.groups()
+    try:
+        if month is None:
+            return dt.date(int(year), 12, 31), "year"
+        if mday is None:
+            number = int(month)
+            return dt.date(int(year), number, calendar.monthrange(int(year), number)[1]), "month"
+        return _utc_day(dt.date(int(year), int(month), int(mday)), time, zone), "day"
+    except ValueError:
+        return None
 
 
 def _age_days(age: object) -> tuple[float, float] | None:
@@ -159,6 +180,10 @@ def onset_span(
     for name in ("onsetDateTime", "onsetPeriod", "onsetAge", "onsetRange", "onsetString"):
         if name in resource:
             value = resource[name]
+            if name == "onsetDateTime":
+                return name, *_span(value, limits)
+            if name == "onsetPeriod":
+                return name, *_span(value.get("start") if type(value) is dict else None, limits)
             last = _onset_bound(name, value, birth, limits, first=False)
             first = _onset_bound(name, value, birth, limits, first=True) if last else None
             return name, first or last, last
@@ -168,13 +193,8 @@ def onset_span(
 def _onset_bound(
     name: str, value: object, birth: dt.date | None, limits: Limits, *, first: bool
 ) -> dt.date | None:
-    """The first (`first`) or last day an onset[x] may stand for, or None when unreadable."""
-    read_day = first_day if first else parse_day
+    """The first (`first`) or last day an onsetAge or onsetRange stands for, or None."""
     read_age = age_to_first_day if first else age_to_day
-    if name == "onsetDateTime":
-        return read_day(value, limits)
-    if name == "onsetPeriod":
-        return read_day(value.get("start"), limits) if type(value) is dict else None
     if name == "onsetAge":
         return read_age(value, birth, limits)
     if name == "onsetRange" and type(value) is dict:

@@ -151,30 +151,29 @@ def _codings(concept: object) -> list[dict[str, Any]]:
         codings = [codings]
     if type(codings) is not list:
         return []
+    if len(codings) == 1 and type(codings[0]) is dict:
+        return codings  # the common case: read, never changed, by the callers
     return [c for c in codings if type(c) is dict]
 
 
-def _matching_valuesets(
-    kb: KnowledgeBase, concepts: Iterable[object]
-) -> tuple[frozenset[str], Coding | None]:
-    """The value sets any coding of the concepts belongs to, and the first such coding.
+def _matching_valuesets(kb: KnowledgeBase, concept: object) -> tuple[frozenset[str], Coding | None]:
+    """The value sets any coding of the concept belongs to, and the first such coding.
 
-    This runs on every resource of the chart, so it reads the raw JSON with plain type checks.
+    It reads the raw JSON with plain type checks.
     """
     valuesets: frozenset[str] = frozenset()
     first: Coding | None = None
-    for concept in concepts:
-        for coding in _codings(concept):
-            system, code = coding.get("system"), coding.get("code")
-            if type(system) is not str or type(code) is not str:
-                continue
-            system, code, hits = _lookup(kb, system, code)
-            if hits:
-                valuesets = valuesets | hits
-                if first is None:
-                    display = coding.get("display")
-                    shown = display if type(display) is str and display else None
-                    first = Coding(system, code, shown or _knowledge_display(kb, hits, code))
+    for coding in _codings(concept):
+        system, code = coding.get("system"), coding.get("code")
+        if type(system) is not str or type(code) is not str:
+            continue
+        system, code, hits = _lookup(kb, system, code)
+        if hits:
+            valuesets = valuesets | hits
+            if first is None:
+                display = coding.get("display")
+                shown = display if type(display) is str and display else None
+                first = Coding(system, code, shown or _knowledge_display(kb, hits, code))
     return valuesets, first
 
 
@@ -223,6 +222,8 @@ class _Context:
     patient_id: str
     limits: Limits
     birth: dt.date | None
+    #: "Patient/<id>" when `patient_id_of` reads it as the id unchanged (no "/", "?" or padding)
+    plain_reference: str | None = None
 
 
 def _reference(resource: Mapping[str, Any]) -> str:
@@ -295,16 +296,14 @@ def _condition_finding(
 
 def _observation_dates(ctx: _Context, res: Mapping[str, Any]) -> tuple[Dated, ...]:
     """When it was taken (the first readable of the effective[x] dates), then reported."""
-    period = res.get("effectivePeriod")
-    taken = None
-    for value in (
-        res.get("effectiveDateTime"),
-        res.get("effectiveInstant"),
-        period.get("start") if type(period) is dict else None,
-    ):
-        if type(value) is str and (taken := parse_day(value, ctx.limits)) is not None:
-            break
-    reported = parse_day(res.get("issued"), ctx.limits)
+    limits = ctx.limits
+    taken = parse_day(res.get("effectiveDateTime"), limits)
+    if taken is None:
+        taken = parse_day(res.get("effectiveInstant"), limits)
+    if taken is None:
+        period = res.get("effectivePeriod")
+        taken = parse_day(period.get("start"), limits) if type(period) is dict else None
+    reported = parse_day(res.get("issued"), limits)
     if taken is None:
         return () if reported is None else (Dated("reported", reported),)
     if reported is None:
@@ -580,14 +579,23 @@ def _call_context(
             birth = birth_date(res.get("birthDate"), today)
     earliest = max(dt.date(kb.policy.earliest_clinical_year, 1, 1), birth or dt.date.min)
     latest = today + dt.timedelta(hours=kb.policy.future_tolerance_hours)
-    return _Context(kb, patient_id, Limits(today, earliest, latest), birth)
+    return _Context(kb, patient_id, Limits(today, earliest, latest), birth, _plain(patient_id))
 
 
-def _subject_problem(res: Mapping[str, Any], patient_id: str) -> str | None:
+def _plain(patient_id: str) -> str | None:
+    """The reference Patient/<id> when `patient_id_of` reads it back as the id, else None."""
+    reference = f"Patient/{patient_id}"
+    return reference if patient_id_of({"reference": reference}) == patient_id else None
+
+
+def _subject_problem(ctx: _Context, res: Mapping[str, Any]) -> str | None:
     """None when the record is the patient's; else "other" or why its subject cannot be read."""
     subject = res.get("subject", res.get("patient"))
+    plain = ctx.plain_reference
+    if plain is not None and type(subject) is dict and subject.get("reference") == plain:
+        return None  # the plain "Patient/<id>", which `patient_id_of` reads as the id
     named = patient_id_of(subject)
-    if named == patient_id:
+    if named == ctx.patient_id:
         return None
     if named is not None:
         return "other"
@@ -597,19 +605,19 @@ def _subject_problem(res: Mapping[str, Any], patient_id: str) -> str | None:
 def _read_one(ctx: _Context, res: Mapping[str, Any], out: PatientFindings) -> None:
     rtype = res.get("resourceType")
     medication = rtype in MEDICATION_TYPES
-    concepts: list[object] = [res.get("medicationCodeableConcept" if medication else "code")]
-    valuesets, coding = _matching_valuesets(ctx.kb, concepts)
+    concept = res.get("medicationCodeableConcept" if medication else "code")
+    valuesets, coding = _matching_valuesets(ctx.kb, concept)
     value_matched = False
     measure = None
     if rtype == "Observation":
-        measure = _measure_coding(ctx.kb, res.get("code"))
+        measure = _measure_coding(ctx.kb, concept)
         if coding is None:
-            valuesets, coding = _matching_valuesets(ctx.kb, [res.get("valueCodeableConcept")])
+            valuesets, coding = _matching_valuesets(ctx.kb, res.get("valueCodeableConcept"))
             value_matched = coding is not None
     if coding is None and measure is None:
         return
     reference = _reference(res)
-    problem = _subject_problem(res, ctx.patient_id)
+    problem = _subject_problem(ctx, res)
     if problem == "other":
         out.skipped.append(Skipped(reference, "about another patient"))
         return
@@ -679,20 +687,36 @@ def _may_match(known: KnownCodes, res: dict[str, Any]) -> bool:
 
     False only when it certainly holds none: every code is a string that is not one of the
     knowledge's, in no spelling `_lookup` would normalise to one (`code_key`). Anything odd
-    reads fully. It allocates nothing, so that passing over a large chart does not wake the
-    collector.
+    reads fully. It allocates no container, so that passing over a large chart does not wake
+    the collector; the common shapes are read inline, as this runs on every resource.
     """
     rtype = res.get("resourceType")
-    if rtype == "Observation":
-        if _concept_may_match(known, res.get("code")):
+    if rtype == "Observation" or rtype == "Condition":
+        concept = res.get("code")
+    elif rtype in MEDICATION_TYPES:
+        concept = res.get("medicationCodeableConcept")
+    else:
+        return False
+    if type(concept) is dict:
+        codings = concept.get("coding")
+        if type(codings) is list:
+            codes = known.codes
+            for coding in codings:
+                if type(coding) is not dict:
+                    continue
+                code = coding.get("code")
+                if type(code) is str and code not in codes:
+                    system = coding.get("system")
+                    if type(system) is not str or system in _EXACT_SYSTEMS:
+                        continue  # a plain miss: the common case
+                if _coding_may_match(known, coding):
+                    return True
+        elif type(codings) is dict and _coding_may_match(known, codings):
             return True
-        value = res.get("valueCodeableConcept")
-        return value is not None and _concept_may_match(known, value)
-    if rtype == "Condition":
-        return _concept_may_match(known, res.get("code"))
-    if rtype in MEDICATION_TYPES:
-        return _concept_may_match(known, res.get("medicationCodeableConcept"))
-    return False
+    if rtype != "Observation":
+        return False
+    value = res.get("valueCodeableConcept")
+    return value is not None and _concept_may_match(known, value)
 
 
 def _concept_may_match(known: KnownCodes, concept: object) -> bool:
@@ -719,8 +743,25 @@ def _coding_may_match(known: KnownCodes, coding: dict[str, Any]) -> bool:
     return (
         type(system) is str
         and system not in _EXACT_SYSTEMS
-        and (not code.isascii() or code_key(code) in known.keys)
+        and (not code.isascii() or _code_key(code) in known.keys)
     )
+
+
+#: `code_key` of the short codes seen lately (the same codes recur from record to record).
+_KEYS: dict[str, str] = {}
+_KEYS_LIMIT = 4096
+_KEYS_LENGTH = 64
+
+
+def _code_key(code: str) -> str:
+    key = _KEYS.get(code)
+    if key is None:
+        key = code_key(code)
+        if len(code) <= _KEYS_LENGTH:
+            if len(_KEYS) >= _KEYS_LIMIT:
+                _KEYS.clear()
+            _KEYS[code] = key
+    return key
 
 
 def merge_findings(findings: list[Finding]) -> list[Finding]:

@@ -10,6 +10,7 @@ flags critically low (labs.yaml `interpretations`), or below the measure's criti
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +36,9 @@ def unit_factor(measure: Measure, unit: str | None) -> float | None:
 
 def unit_offset(measure: Measure, unit: str | None) -> float:
     """The offset added before the factor (0 but for an affine unit such as [degF])."""
-    return measure.unit_offsets.get(unit.strip().lower(), 0.0) if unit else 0.0
+    if not unit or not measure.unit_offsets:
+        return 0.0
+    return measure.unit_offsets.get(unit.strip().lower(), 0.0)
 
 
 def to_canonical(measure: Measure, value: float, unit: str | None) -> float | None:
@@ -85,9 +88,28 @@ def _in_unit(canonical: float, factor: float, offset: float = 0.0) -> str:
     return f"{canonical / factor - offset:.3g}"
 
 
+#: Default ranges already written, by (low, high, factor, unit, offset, the offset's sign). A
+#: key holds no zero low, high or factor and gives the sign of a zero offset, so that equal keys
+#: write alike (0.0 and -0.0 are equal keys).
+_RANGE_TEXTS: dict[tuple[float, float, float, str, float, float], str] = {}
+_RANGE_TEXTS_LIMIT = 1024
+
+
 def _default_range_text(measure: Measure, factor: float, unit: str, offset: float = 0.0) -> str:
     """The default range, written in the unit the result itself was reported in."""
     low, high = measure.default_low, measure.default_high
+    if not (low and high and factor) or len(unit) > 64:
+        return _range_in_unit(low, high, factor, unit, offset)
+    key = (low, high, factor, unit, offset, math.copysign(1.0, offset))
+    text = _RANGE_TEXTS.get(key)
+    if text is None:
+        if len(_RANGE_TEXTS) >= _RANGE_TEXTS_LIMIT:
+            _RANGE_TEXTS.clear()
+        text = _RANGE_TEXTS[key] = _range_in_unit(low, high, factor, unit, offset)
+    return text
+
+
+def _range_in_unit(low: float, high: float, factor: float, unit: str, offset: float) -> str:
     if low == high:
         return f"normal {_in_unit(low, factor, offset)} (default)"
     low_text, high_text = _in_unit(low, factor, offset), _in_unit(high, factor, offset)
@@ -104,10 +126,12 @@ def _measured_code(measure: Measure, obs: Any) -> str | None:
 
 def _property_mismatch(measure: Measure, obs: Any, unit: str | None) -> str | None:
     """Why the unit cannot be read for this code (a mass unit on a molar code), or None."""
+    given = measure.unit_properties.get(unit.strip().lower()) if unit else None
+    if given is None:
+        return None
     code = _measured_code(measure, obs)
     wanted = measure.code_properties.get(code) if code else None
-    given = measure.unit_properties.get(unit.strip().lower()) if unit else None
-    if wanted is None or given is None or wanted == given:
+    if wanted is None or wanted == given:
         return None
     return f"unit {unit!r} is a {given} unit but {code} is measured as {wanted}; not converted"
 
@@ -116,7 +140,7 @@ def _critical(
     measure: Measure, canonical: float, interpretations: frozenset[str], factor: float, unit: str
 ) -> str | None:
     """Why the result is critically low, or None."""
-    if interpretations & measure.interpretations.critical_low:
+    if not interpretations.isdisjoint(measure.interpretations.critical_low):
         return "flagged critically low by the lab"
     limit = measure.critical_below
     if limit is not None and canonical < limit:
@@ -146,11 +170,11 @@ def read_measure(measure: Measure, obs: Any, interpretations: frozenset[str]) ->
         if range_text is None:
             range_text = _default_range_text(measure, factor, shown_unit)
         return Reading("critical-low", critical, value, shown_unit, canonical, range_text)
-    if interpretations & measure.interpretations.low:
+    if not interpretations.isdisjoint(measure.interpretations.low):
         return Reading("low", "flagged low by the lab", value, shown_unit, canonical, range_text)
-    if interpretations & measure.interpretations.high:
+    if not interpretations.isdisjoint(measure.interpretations.high):
         return Reading("high", "flagged high by the lab", value, shown_unit, canonical, range_text)
-    if interpretations & measure.interpretations.normal:
+    if not interpretations.isdisjoint(measure.interpretations.normal):
         return Reading(
             "normal", "flagged normal by the lab", value, shown_unit, canonical, range_text
         )

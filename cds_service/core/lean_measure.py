@@ -15,14 +15,27 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
+
+
+class _Form:
+    """A FHIR primitive held to a strict ASCII pattern, with the strings already found to match."""
+
+    __slots__ = ("matched", "pattern")
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = re.compile(pattern)
+        #: codes, systems and units recur from call to call
+        self.matched: set[str] = set()
+
 
 #: FHIR primitives, held to a strict ASCII subset of their R4 patterns (no doubt about whitespace).
-_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
-_STRING = re.compile(r"[\x20-\x7e]+")
-_CODE = re.compile(r"[\x21-\x7e]+( [\x21-\x7e]+)*")
-_URI = re.compile(r"[\x21-\x7e]+")
+_ID = _Form(r"[A-Za-z0-9\-.]{1,64}")
+_STRING = _Form(r"[\x20-\x7e]+")
+_CODE = _Form(r"[\x21-\x7e]+( [\x21-\x7e]+)*")
+_URI = _Form(r"[\x21-\x7e]+")
+_MATCHED_LIMIT = 4096
+_MATCHED_LENGTH = 256  # longer strings are matched each time, not remembered
 #: Observation.status (required binding, FHIR R4 ObservationStatus).
 STATUSES = frozenset(
     {
@@ -41,10 +54,8 @@ _EXACT_INT = 2**53
 _TOP_KEYS = frozenset(
     {"resourceType", "id", "status", "code", "valueQuantity", "interpretation", "referenceRange"}
 )
-_CODING_KEYS = {"system": _URI, "code": _CODE, "display": _STRING}
-_QUANTITY_KEYS = {"unit": _STRING, "system": _URI, "code": _CODE}
-_CODING_ALLOWED = frozenset(_CODING_KEYS)
-_QUANTITY_ALLOWED = frozenset({"value", *_QUANTITY_KEYS})
+_CODING_ALLOWED = frozenset({"system", "code", "display"})
+_QUANTITY_ALLOWED = frozenset({"value", "unit", "system", "code"})
 _RANGE_KEYS = frozenset({"low", "high", "text"})
 _CONCEPT_KEYS = frozenset({"coding", "text"})
 
@@ -53,32 +64,27 @@ class Unsure(Exception):
     """The lean reader cannot be certain; the models decide."""
 
 
-@dataclass(frozen=True, slots=True)
-class LeanCoding:
+class LeanCoding(NamedTuple):
     code: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class LeanConcept:
+class LeanConcept(NamedTuple):
     coding: list[LeanCoding] | None
 
 
-@dataclass(frozen=True, slots=True)
-class LeanQuantity:
+class LeanQuantity(NamedTuple):
     value: float | int | None
     unit: str | None
     code: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class LeanRange:
+class LeanRange(NamedTuple):
     low: LeanQuantity | None
     high: LeanQuantity | None
     text: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class LeanObservation:
+class LeanObservation(NamedTuple):
     """The elements of an Observation that `labs.read_measure` reads."""
 
     code: LeanConcept
@@ -86,27 +92,23 @@ class LeanObservation:
     referenceRange: list[LeanRange] | None
 
 
-#: Strings already found to match each pattern (codes, systems, units recur from call to call).
-_MATCHED: dict[re.Pattern[str], set[str]] = {}
-_MATCHED_LIMIT = 4096
-
-
-def _text(value: object, pattern: re.Pattern[str]) -> str:
+def _text(value: object, form: _Form) -> str:
     if type(value) is not str:
         raise Unsure
-    matched = _MATCHED.get(pattern)
-    if matched is not None and value in matched:
+    matched = form.matched
+    if value in matched:
         return value
-    if not value.isascii() or not pattern.fullmatch(value):
+    if not value.isascii() or not form.pattern.fullmatch(value):
         raise Unsure
-    if matched is None or len(matched) >= _MATCHED_LIMIT:
-        _MATCHED[pattern] = matched = set()
-    matched.add(value)
+    if len(value) <= _MATCHED_LENGTH:
+        if len(matched) >= _MATCHED_LIMIT:
+            matched.clear()
+        matched.add(value)
     return value
 
 
 def _object(value: object, allowed: frozenset[str]) -> dict[str, Any]:
-    if type(value) is not dict or not value or not value.keys() <= allowed:
+    if type(value) is not dict or not value or not allowed.issuperset(value):
         raise Unsure
     return value
 
@@ -121,6 +123,8 @@ def _number(value: object) -> float | int:
     if type(value) is int and -_EXACT_INT < value < _EXACT_INT:
         return value
     if type(value) is float:
+        if 1e-4 <= value < 1e15 or -1e15 < value <= -1e-4:
+            return value  # repr() writes these without an exponent
         written = repr(value)
         if "e" not in written and "n" not in written:
             return value  # finite, written without an exponent
@@ -129,10 +133,14 @@ def _number(value: object) -> float | int:
 
 def _coding(value: object) -> LeanCoding:
     coding = _object(value, _CODING_ALLOWED)
-    for key, pattern in _CODING_KEYS.items():
-        if key in coding:
-            _text(coding[key], pattern)
-    return LeanCoding(coding.get("code"))
+    if "system" in coding:
+        _text(coding["system"], _URI)
+    code = coding.get("code")
+    if "code" in coding:
+        _text(code, _CODE)
+    if "display" in coding:
+        _text(coding["display"], _STRING)
+    return LeanCoding(code)
 
 
 def _concept(value: object) -> LeanConcept:
@@ -147,10 +155,16 @@ def _quantity(value: object) -> LeanQuantity:
     quantity = _object(value, _QUANTITY_ALLOWED)
     if "value" not in quantity:
         raise Unsure
-    for key, pattern in _QUANTITY_KEYS.items():
-        if key in quantity:
-            _text(quantity[key], pattern)
-    return LeanQuantity(_number(quantity["value"]), quantity.get("unit"), quantity.get("code"))
+    number = _number(quantity["value"])
+    unit = quantity.get("unit")
+    if "unit" in quantity:
+        _text(unit, _STRING)
+    if "system" in quantity:
+        _text(quantity["system"], _URI)
+    code = quantity.get("code")
+    if "code" in quantity:
+        _text(code, _CODE)
+    return LeanQuantity(number, unit, code)
 
 
 def _range(value: object) -> LeanRange:
@@ -164,7 +178,7 @@ def _range(value: object) -> LeanRange:
 def _read(res: Mapping[str, Any]) -> LeanObservation:
     if (
         type(res) is not dict
-        or not res.keys() <= _TOP_KEYS
+        or not _TOP_KEYS.issuperset(res)
         or res.get("resourceType") != ("Observation")
     ):
         raise Unsure

@@ -156,6 +156,8 @@ class _Requirements:
         self._today = today
         self._met: dict[Requirement, list[Evidence]] = {}
         self._newest: dict[str, list[Measurement]] | None = None
+        #: the latest recent result of a measure, by (measure, window)
+        self._recent: dict[tuple[str, int | None], Measurement | None] = {}
 
     def met(self, requirement: Requirement) -> list[Evidence]:
         if requirement not in self._met:
@@ -188,11 +190,20 @@ class _Requirements:
     ) -> list[Measurement]:
         """The latest result of each measure in the window, when it reads in `direction` (from the
         results sorted once per call, newest first)."""
-        if self._newest is None:
-            self._newest = _newest_first(self._data.measurements)
         hits = []
         for measure_id in measures:
-            latest = next(
+            latest = self._latest_recent(measure_id, within_days)
+            if latest is not None and latest.reading.flag == direction:
+                hits.append(latest)
+        return hits
+
+    def _latest_recent(self, measure_id: str, within_days: int | None) -> Measurement | None:
+        """The newest result of a measure that `is_recent` in the window, or None."""
+        key = (measure_id, within_days)
+        if key not in self._recent:
+            if self._newest is None:
+                self._newest = _newest_first(self._data.measurements)
+            self._recent[key] = next(
                 (
                     m
                     for m in self._newest.get(measure_id, ())
@@ -200,9 +211,7 @@ class _Requirements:
                 ),
                 None,
             )
-            if latest is not None and latest.reading.flag == direction:
-                hits.append(latest)
-        return hits
+        return self._recent[key]
 
     def _age(self, requirement: Requirement) -> list[Evidence]:
         if self._data.birth_date is None:
