@@ -187,11 +187,11 @@ def _knowledge_display(kb: KnowledgeBase, valuesets: frozenset[str], code: str) 
 
 def _measure_coding(kb: KnowledgeBase, concept: object) -> tuple[str, Coding] | None:
     for coding in _codings(concept):
-        if coding.get("code") not in kb.measure_index:
-            continue
+        code = coding.get("code")
+        if type(code) is not str or code not in kb.measure_index:
+            continue  # a code that is not text (a list, an object) is no measure's
         if normalize_system(coding.get("system")) != LOINC:
             continue
-        code = coding["code"]
         display = coding.get("display")
         shown = display if type(display) is str and display else kb.measure_index_display(code)
         return kb.measure_index[code], Coding(LOINC, code, shown)

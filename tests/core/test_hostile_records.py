@@ -1,0 +1,96 @@
+"""No record, however malformed, makes the core raise: any element of any resource replaced by a
+value of another JSON type still gives an answer (a 500 would block the clinician's workflow).
+
+The resources are those of the sample charts; each case replaces one element, at any depth, with
+a list, an object, a number, a boolean, null or an odd string, and runs the whole core (findings,
+rules, cards, the FHIR models' check) for the patient view, and for an order hook with the
+chart's own orders and medicines read as drafts.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+from typing import Any
+
+import pytest
+from support.builders import TODAY
+
+from cds_service.core.order_advice import recognise
+from cds_service.core.pipeline import decide, decide_orders
+from cds_service.tester_tools.samples import bundle_resources, load_chart, load_index
+
+_, CHARTS = load_index()
+ODD_VALUES: list[Any] = [
+    [],
+    ["2823-3"],
+    [{"code": "R33.9"}],
+    {},
+    {"coding": "R33.9"},
+    0,
+    -1.5,
+    10**30,
+    True,
+    None,
+    "",
+    " ",
+    "R33.9",
+    "x" * 300,
+    "2026-13-45",
+]
+CASES = 1500
+PATIENT_VIEW, ORDER_SIGN = "back-spasm-patient-view", "back-spasm-order-sign"
+
+
+def _uuid() -> str:
+    return "00000000-0000-4000-8000-000000000000"
+
+
+def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every element's path in a JSON value (object keys and list indexes)."""
+    if isinstance(value, dict):
+        items = list(value.items())
+    elif isinstance(value, list):
+        items = list(enumerate(value))
+    else:
+        return []
+    paths = []
+    for key, child in items:
+        paths.append((*prefix, key))
+        paths += _paths(child, (*prefix, key))
+    return paths
+
+
+def _replace(resource: dict[str, Any], path: tuple[Any, ...], value: Any) -> None:
+    target: Any = resource
+    for step in path[:-1]:
+        target = target[step]
+    target[path[-1]] = value
+
+
+def _cases() -> list[tuple[str, int]]:
+    rng = random.Random(20261201)
+    return [(rng.choice(CHARTS).name, rng.randrange(1 << 30)) for _ in range(CASES)]
+
+
+@pytest.fixture(scope="module")
+def charts() -> dict[str, tuple[list[dict[str, Any]], str]]:
+    return {c.name: (bundle_resources(load_chart(c, TODAY)), c.patient_id) for c in CHARTS}
+
+
+@pytest.mark.parametrize(("chart_name", "seed"), _cases())
+def test_one_odd_element_never_makes_the_core_raise(kb, charts, chart_name: str, seed: int) -> None:
+    rng = random.Random(seed)
+    resources, patient_id = charts[chart_name]
+    resources = copy.deepcopy(resources)
+    resource = rng.choice(resources)
+    path = rng.choice(_paths(resource) or [("id",)])
+    _replace(resource, path, copy.deepcopy(rng.choice(ODD_VALUES)))
+
+    view = decide(kb, resources, patient_id, TODAY, 10, _uuid, service=kb.services[PATIENT_VIEW])
+    drafts = [order for r in resources if (order := recognise(kb, r))]
+    sign = kb.services[ORDER_SIGN]
+    orders = decide_orders(kb, resources, drafts, patient_id, TODAY, _uuid, service=sign)
+
+    for card in (*view.cards, *orders.cards):
+        assert card.json["summary"] and card.json["indicator"] in {"info", "warning", "critical"}
