@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ..core.outcome import operation_outcome
+from .body import BUFFERED_BODY
 
 access_log = logging.getLogger("cds_service.access")
 WSGIApp = Callable[[dict[str, Any], Any], Iterable[bytes]]
@@ -138,6 +139,8 @@ class BufferedWSGI:
         if length is not None:  # read (or refused): its length is known, however it was sent
             environ.pop("HTTP_TRANSFER_ENCODING", None)
             environ["CONTENT_LENGTH"] = str(length)
+        if length is None or len(body) == length:  # read in full: the application takes it as is
+            environ[BUFFERED_BODY] = body
         return environ
 
     def _call(self, environ: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes]:
