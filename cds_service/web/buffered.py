@@ -71,9 +71,8 @@ class BufferedWSGI:
     async def _answer(self, scope: Any, protocol: Any) -> int:
         declared = scope.headers.get("content-length")
         try:
-            body, length = await asyncio.wait_for(
-                self._read_body(protocol, declared), self.body_timeout_s
-            )
+            async with asyncio.timeout(self.body_timeout_s):  # no task of its own, unlike wait_for
+                body, length = await self._read_body(protocol, declared)
         except TimeoutError:
             protocol.response_bytes(408, *self._slow_body())
             return 408
