@@ -12,6 +12,7 @@ of reasons), never from what a caller sends: no patient data, no token, no unbou
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -91,20 +92,27 @@ FEEDBACK = Counter(
 # ------------------------------------------------------------------------- observations
 
 
+@functools.cache
+def _child(metric: Any, *values: str) -> Any:
+    """The metric's child for these label values, looked up once (the values come from a fixed
+    set, and a child lives as long as its metric)."""
+    return metric.labels(*values)
+
+
 def observe_call(
     service: str, status: int, seconds: float, cards: Any = (), rules: Any = ()
 ) -> None:
     """One answered service call: its status and latency, its cards and their rules."""
-    CALLS.labels(service, str(status)).inc()
-    CALL_DURATION.labels(service).observe(seconds)
+    _child(CALLS, service, str(status)).inc()
+    _child(CALL_DURATION, service).observe(seconds)
     indicators: dict[str, str] = {}
     for card in cards:
         indicators[card["uuid"]] = card["indicator"]
-        CARDS.labels(card["indicator"], card["theme"]).inc()
+        _child(CARDS, card["indicator"], card["theme"]).inc()
     for rule in rules:
         indicator = indicators.get(rule.get("card_uuid") or "")
         if indicator is not None:
-            CARD_RULES.labels(indicator, rule["rule_id"]).inc()
+            _child(CARD_RULES, indicator, rule["rule_id"]).inc()
 
 
 def missing_reason_class(reason: str) -> str:

@@ -97,18 +97,17 @@ def read_bundle(key: str, bundle: Mapping[str, Any]) -> KeyData:
         if not isinstance(entry, dict):
             continue
         resource = entry.get("resource")
+        rtype = resource.get("resourceType") if isinstance(resource, dict) else None
         search = entry.get("search")
-        mode = search.get("mode") if isinstance(search, dict) else None
-        is_outcome = (
-            isinstance(resource, dict) and resource.get("resourceType") == "OperationOutcome"
-        )
-        if mode == "outcome" or is_outcome:
+        if rtype == "OperationOutcome" or (
+            isinstance(search, dict) and search.get("mode") == "outcome"
+        ):
             if isinstance(resource, dict) and _outcome_error(resource):
                 return KeyData(
                     key, "missing", reason="the client reported an error (OperationOutcome)"
                 )
             continue
-        if isinstance(resource, dict) and isinstance(resource.get("resourceType"), str):
+        if isinstance(rtype, str):
             resources.append(resource)
     next_url = _next_link(bundle)
     if not resources and next_url is None:

@@ -19,12 +19,14 @@ import queue
 import secrets
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, update
+from sqlalchemy import Connection, Dialect, Engine, Insert, Table, bindparam, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -50,39 +52,118 @@ _STOP = object()
 # ------------------------------------------------------------------------------- the writes
 
 
+#: The audit tables, parents first (the foreign keys are checked at once), each with the rows
+#: of a record it receives.
+_AUDIT_TABLES: tuple[tuple[Table, Callable[[AuditRecord], Iterable[dict[str, Any]]]], ...] = (
+    (ServiceCall.__table__, lambda r: (r.call,)),
+    (IssuedCard.__table__, lambda r: r.cards),
+    (FiredRule.__table__, lambda r: r.rules),
+    (EvidenceRef.__table__, lambda r: r.evidence),
+    (IssuedSuggestion.__table__, lambda r: r.suggestions),
+)
+_FEEDBACK = Feedback.__table__
+#: Feedback that arrived before its card, now matched: built once, the uuids bound per batch.
+_MATCH_FEEDBACK = (
+    update(_FEEDBACK)
+    .where(
+        _FEEDBACK.c.card_uuid.in_(bindparam("uuids", expanding=True)),
+        _FEEDBACK.c.card_matched.is_(False),
+    )
+    .values(card_matched=True)
+)
+
+
+def _insert_new_statement(dialect: str, table: Table) -> Insert:
+    """`INSERT … ON CONFLICT DO NOTHING` for the table, on SQLite or PostgreSQL."""
+    if dialect == "postgresql":
+        return postgresql_insert(table).on_conflict_do_nothing()
+    if dialect == "sqlite":
+        return sqlite_insert(table).on_conflict_do_nothing()
+    raise RuntimeError(f"unsupported database: {dialect}")  # pragma: no cover
+
+
+@dataclass(frozen=True)
+class _PreparedInsert:
+    """The insert of one table compiled once for one database: its SQL, and how a row becomes
+    the driver's parameters (each column type's own bind processing, as a compiled execution
+    applies it)."""
+
+    sql: str
+    #: the bind names in the order the driver takes them (every column of the table)
+    names: tuple[str, ...]
+    positional: bool
+    #: (position in `names`, bind processor) of the columns whose type processes its values
+    processors: tuple[tuple[int, Callable[[Any], Any]], ...]
+
+    @classmethod
+    def of(cls, dialect: Dialect, table: Table) -> _PreparedInsert:
+        keys = [column.key for column in table.columns]
+        compiled = _insert_new_statement(dialect.name, table).compile(
+            dialect=dialect, column_keys=keys, for_executemany=True
+        )
+        names = tuple(compiled.positiontup or compiled.bind_names.values())
+        processors = []
+        for position, name in enumerate(names):
+            process = table.columns[name].type.dialect_impl(dialect).bind_processor(dialect)
+            if process is not None:
+                processors.append((position, process))
+        return cls(compiled.string, names, dialect.positional, tuple(processors))
+
+    def parameters(self, rows: Sequence[dict[str, Any]]) -> list[Any]:
+        """The rows as the driver's parameters: tuples or dicts, as its paramstyle takes them."""
+        if not self.positional:
+            return [self._named(row) for row in rows] if self.processors else list(rows)
+        take = itemgetter(*self.names) if len(self.names) > 1 else _one_of(self.names[0])
+        if not self.processors:
+            return [take(row) for row in rows]
+        return [self._positional(take(row)) for row in rows]
+
+    def _positional(self, values: tuple[Any, ...]) -> tuple[Any, ...]:
+        out = list(values)
+        for position, process in self.processors:
+            out[position] = process(out[position])
+        return tuple(out)
+
+    def _named(self, row: dict[str, Any]) -> dict[str, Any]:
+        out = dict(row)
+        for position, process in self.processors:
+            name = self.names[position]
+            out[name] = process(out[name])
+        return out
+
+
+def _one_of(name: str) -> Callable[[dict[str, Any]], tuple[Any]]:
+    return lambda row: (row[name],)
+
+
+#: Per database dialect (a live engine's), its tables' prepared inserts.
+_PREPARED: weakref.WeakKeyDictionary[Dialect, dict[Table, _PreparedInsert]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _prepared_insert(dialect: Dialect, table: Table) -> _PreparedInsert:
+    prepared = _PREPARED.setdefault(dialect, {})
+    if table not in prepared:
+        prepared[table] = _PreparedInsert.of(dialect, table)
+    return prepared[table]
+
+
 def insert_new(connection: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
     """Insert the rows whose key is not in the table yet (SQLite and PostgreSQL)."""
-    if not rows:
-        return
-    dialect = connection.dialect.name
-    if dialect == "postgresql":
-        statement = postgresql_insert(table).on_conflict_do_nothing()
-    elif dialect == "sqlite":
-        statement = sqlite_insert(table).on_conflict_do_nothing()
-    else:  # pragma: no cover - the service runs on SQLite or PostgreSQL only
-        raise RuntimeError(f"unsupported database: {dialect}")
-    connection.execute(statement, list(rows))
+    if rows:
+        insert = _prepared_insert(connection.dialect, table)
+        connection.exec_driver_sql(insert.sql, insert.parameters(rows))
 
 
 def write_records(engine: Engine, records: Sequence[AuditRecord]) -> None:
     """Store the records in one transaction, and mark feedback that arrived before its card."""
-    tables: list[tuple[Any, Iterable[dict[str, Any]]]] = [
-        (ServiceCall.__table__, (r.call for r in records)),
-        (IssuedCard.__table__, (c for r in records for c in r.cards)),
-        (FiredRule.__table__, (x for r in records for x in r.rules)),
-        (EvidenceRef.__table__, (e for r in records for e in r.evidence)),
-        (IssuedSuggestion.__table__, (x for r in records for x in r.suggestions)),
-    ]
     uuids = [c["uuid"] for r in records for c in r.cards]
-    with engine.begin() as connection:  # parents first: the foreign keys are checked at once
-        for table, rows in tables:
-            insert_new(connection, table, list(rows))
+    with engine.begin() as connection:
+        for table, rows_of in _AUDIT_TABLES:
+            insert_new(connection, table, [row for r in records for row in rows_of(r)])
         if uuids:
-            connection.execute(
-                update(Feedback)
-                .where(Feedback.card_uuid.in_(uuids), Feedback.card_matched.is_(False))
-                .values(card_matched=True)
-            )
+            connection.execute(_MATCH_FEEDBACK, {"uuids": uuids})
 
 
 # ------------------------------------------------------------------------------- the writer

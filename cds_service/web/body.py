@@ -18,6 +18,8 @@ _NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'"[]{}')
 #: Brackets of both kinds as braces: depth counts them alike.
 _ONE_KIND = bytes.maketrans(b"[]", b"{}")
 _PEEL_PASSES = 32
+#: The WSGI environ key under which a server that read the whole body first hands it over as is.
+BUFFERED_BODY = "cds_service.body"
 
 
 class BodyError(Exception):
@@ -71,12 +73,7 @@ def read_json_body(max_bytes: int, max_depth: int) -> Any:
         raise BodyError(415, "not-supported", f"Content-Type must be application/json, not {shown}")
     if request.content_length is not None and request.content_length > max_bytes:
         raise BodyError(413, "too-costly", f"body larger than the limit of {max_bytes} bytes")
-    try:
-        raw = request.get_data(cache=False)
-    except RequestEntityTooLarge as exc:
-        raise BodyError(
-            413, "too-costly", f"body larger than the limit of {max_bytes} bytes"
-        ) from exc
+    raw = _raw_body(max_bytes)
     if len(raw) > max_bytes:
         raise BodyError(413, "too-costly", f"body larger than the limit of {max_bytes} bytes")
     if not raw.strip():
@@ -84,6 +81,19 @@ def read_json_body(max_bytes: int, max_depth: int) -> Any:
     if json_depth(raw) > max_depth:
         raise BodyError(400, "too-costly", f"JSON nested deeper than the limit of {max_depth}")
     return parse_json(raw)
+
+
+def _raw_body(max_bytes: int) -> bytes:
+    """The request body: the server's buffered bytes without a copy, else read from the input."""
+    buffered = request.environ.pop(BUFFERED_BODY, None)
+    if buffered is not None:
+        return buffered
+    try:
+        return request.get_data(cache=False)
+    except RequestEntityTooLarge as exc:
+        raise BodyError(
+            413, "too-costly", f"body larger than the limit of {max_bytes} bytes"
+        ) from exc
 
 
 def parse_json(raw: bytes) -> Any:

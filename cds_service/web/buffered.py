@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ..core.outcome import operation_outcome
+from .body import BUFFERED_BODY
 
 access_log = logging.getLogger("cds_service.access")
 WSGIApp = Callable[[dict[str, Any], Any], Iterable[bytes]]
@@ -70,9 +71,8 @@ class BufferedWSGI:
     async def _answer(self, scope: Any, protocol: Any) -> int:
         declared = scope.headers.get("content-length")
         try:
-            body, length = await asyncio.wait_for(
-                self._read_body(protocol, declared), self.body_timeout_s
-            )
+            async with asyncio.timeout(self.body_timeout_s):  # no task of its own, unlike wait_for
+                body, length = await self._read_body(protocol, declared)
         except TimeoutError:
             protocol.response_bytes(408, *self._slow_body())
             return 408
@@ -138,6 +138,8 @@ class BufferedWSGI:
         if length is not None:  # read (or refused): its length is known, however it was sent
             environ.pop("HTTP_TRANSFER_ENCODING", None)
             environ["CONTENT_LENGTH"] = str(length)
+        if length is None or len(body) == length:  # read in full: the application takes it as is
+            environ[BUFFERED_BODY] = body
         return environ
 
     def _call(self, environ: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes]:
