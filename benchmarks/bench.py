@@ -44,6 +44,7 @@ from cds_service.core.pipeline import decide
 from cds_service.core.rules import evaluate
 from cds_service.data_access.gather import gather_patient_data
 from cds_service.knowledge_files import load_knowledge
+from cds_service.server import GC_YOUNG_THRESHOLD
 from cds_service.settings import PROJECT_ROOT, Settings
 from cds_service.web.body import json_depth, parse_json
 
@@ -107,7 +108,10 @@ def pipeline(kb, settings: Settings, today: dt.date) -> Callable[[bytes], bytes]
 def bench_inprocess(sizes: list[int], budget_s: float) -> list[list[str]]:
     settings = Settings()
     kb = load_knowledge(settings.knowledge_dir)
-    gc.freeze()  # as a worker does once its application is built (cds_service.server)
+    # as a worker does once its application is built (cds_service.server.worker_app)
+    gc.freeze()
+    young, *older = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *older)
     today = dt.datetime.now(dt.UTC).date()
     run = pipeline(kb, settings, today)
     floor = json.loads
@@ -138,6 +142,7 @@ def bench_inprocess(sizes: list[int], budget_s: float) -> list[list[str]]:
                 f"{percentile(floor_times, 50):.2f}",
             ]
         )
+    gc.set_threshold(young, *older)
     return rows
 
 
