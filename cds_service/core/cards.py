@@ -96,8 +96,17 @@ def _text_of(item: Evidence, texts: dict[int, str]) -> str:
     return text
 
 
+def shown_references(item: Evidence) -> tuple[str, ...]:
+    """The references an evidence line names (the rest it counts as "and N more")."""
+    return references_of(item)[:MAX_REFERENCES]
+
+
 def _evidence_section(
-    kb: KnowledgeBase, theme: Theme, matches: list[Match], texts: dict[int, str]
+    kb: KnowledgeBase,
+    theme: Theme,
+    matches: list[Match],
+    texts: dict[int, str],
+    shown_refs: list[str],
 ) -> list[str]:
     lines = [f"**{theme.findings_heading}**", ""]
     # a record that sets off several rules of the card is one line, under the first (most serious)
@@ -111,6 +120,7 @@ def _evidence_section(
         if shown == MAX_EVIDENCE_LINES:
             break
         lines.append(f"- **{concept_name(kb, rule, item)}**: {text}")
+        shown_refs += shown_references(item)
         shown += 1
     if total > shown:
         lines.append(f"- and {total - shown} more in the record")
@@ -123,6 +133,7 @@ def _evidence_section(
             + "; ".join(_text_of(f, texts) for f in context[:MAX_CONTEXT])
             + more,
         ]
+        shown_refs += [r for f in context[:MAX_CONTEXT] for r in shown_references(f)]
     return lines
 
 
@@ -178,10 +189,11 @@ def _guideline_lines(kb: KnowledgeBase, rule: Rule) -> list[str | None]:
 
 
 def _older_section(
-    kb: KnowledgeBase, older: list[OlderFinding], texts: dict[int, str]
+    kb: KnowledgeBase, older: list[OlderFinding], texts: dict[int, str], shown_refs: list[str]
 ) -> list[str]:
     if not older:
         return []
+    shown_refs += [r for o in older[:MAX_EVIDENCE_LINES] for r in shown_references(o.finding)]
     lines = "; ".join(_text_of(o.finding, texts) for o in older[:MAX_EVIDENCE_LINES])
     if len(older) > MAX_EVIDENCE_LINES:
         lines += f"; and {len(older) - MAX_EVIDENCE_LINES} more"
@@ -347,7 +359,8 @@ class CardSuggestion:
 class RenderedCard:
     """A card as answered (`json`), with what the audit records of it: its theme (on an order
     card, its order rule's id), indicator, the rules that fired for it, the references it rests
-    on and the suggestions it carries."""
+    on and the suggestions it carries; `shown` holds the references its text names, which the
+    FHIR models check before it is answered (`fhir_validation`)."""
 
     json: dict[str, Any]
     theme: str
@@ -355,6 +368,7 @@ class RenderedCard:
     rules: tuple[str, ...]
     evidence: tuple[Traced, ...] = ()
     suggestions: tuple[CardSuggestion, ...] = ()
+    shown: tuple[str, ...] = ()
 
     @property
     def uuid(self) -> str:
@@ -485,10 +499,11 @@ def _card(
     texts: dict[int, str],
 ) -> RenderedCard:
     frame = _cached_frame(kb, theme, matches)
+    shown_refs: list[str] = []
     detail = [
-        *_evidence_section(kb, theme, matches, texts),
+        *_evidence_section(kb, theme, matches, texts, shown_refs),
         frame.middle,
-        *_older_section(kb, older, texts),
+        *_older_section(kb, older, texts, shown_refs),
         frame.attribution,
     ]
     base_url = context.base_url if context else None
@@ -518,6 +533,7 @@ def _card(
             CardSuggestion(s["uuid"], o.suggestion.id, tuple(dict.fromkeys(o.rules)))
             for o, s in zip(offered, card.get("suggestions", ()), strict=True)
         ),
+        tuple(dict.fromkeys(shown_refs)),
     )
 
 

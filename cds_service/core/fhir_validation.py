@@ -94,8 +94,9 @@ def fhir_problem(resource: Mapping[str, Any]) -> str | None:
     return _validate_canonical(canonical)
 
 
-def _cited(card: RenderedCard) -> list[str]:
-    return list(dict.fromkeys(t.reference for t in card.evidence))
+def _cited(card: RenderedCard) -> tuple[str, ...]:
+    """The records the card's text names (a finding recorded many times names its first few)."""
+    return card.shown
 
 
 def _index(resources: Iterable[Mapping[str, Any]], cited: set[str]) -> dict[str, list[Mapping]]:

@@ -26,6 +26,7 @@ from .cards import (
     evidence_text,
     references_of,
     render_offers,
+    shown_references,
 )
 from .findings import PatientFindings
 from .knowledge import KnowledgeBase
@@ -244,10 +245,12 @@ def _routine_card(
         "",
     ]
     evidence: list[str] = []
+    shown: list[str] = []
     for match in flags:
         for item in match.evidence:
             lines.append(f"- **{concept_name(kb, match.rule, item)}**: {evidence_text(item)}")
             evidence.extend(references_of(item))
+            shown.extend(shown_references(item))
     lines += ["", f"**Action:** {rule.action}", *_why(kb, rule)]
     suggestions: list[dict[str, Any]] = []
     ids: list[tuple[str, str]] = []
@@ -266,14 +269,19 @@ def _routine_card(
         for c in kb.themes["emergency"].override_reasons
     ]
     card = _card_json(kb, rule, orders, card_uuid, lines, suggestions, reasons)
-    return _order_card(card, rule, evidence, ids)
+    return _order_card(card, rule, evidence, ids, shown)
 
 
 def _order_card(
-    card: dict[str, Any], rule: OrderRule, evidence: list[str], ids: Iterable[tuple[str, str]]
+    card: dict[str, Any],
+    rule: OrderRule,
+    evidence: list[str],
+    ids: Iterable[tuple[str, str]],
+    shown: Iterable[str] = (),
 ) -> RenderedCard:
     """A card on draft orders, traced as the audit records it: under its order rule's id (as
-    its theme and its one rule), with the red-flag evidence it lists and its suggestions."""
+    its theme and its one rule), with the red-flag evidence it lists (`shown`: the references
+    its lines name) and its suggestions."""
     return RenderedCard(
         card,
         rule.id,
@@ -281,6 +289,7 @@ def _order_card(
         (rule.id,),
         tuple(Traced(rule.id, "evidence", ref) for ref in dict.fromkeys(evidence)),
         tuple(CardSuggestion(uuid, sid, (rule.id,)) for uuid, sid in ids),
+        tuple(dict.fromkeys(shown)),
     )
 
 

@@ -48,7 +48,8 @@ def _decide(kb: KnowledgeBase, resources: list[dict[str, Any]], patient_id: str)
 
 
 def _cited(cards: tuple[RenderedCard, ...]) -> set[str]:
-    return {t.reference for card in cards for t in card.evidence}
+    """The records the cards' text names."""
+    return {ref for card in cards for ref in card.shown}
 
 
 def _chart(chart) -> tuple[list[dict[str, Any]], str]:
@@ -132,7 +133,7 @@ def test_a_card_names_a_cited_record_exactly_when_the_models_reject_it(
         assert [c.indicator for c in after.cards] == [c.indicator for c in before.cards]
     rejected = not _models_accept(target)
     for card in after.cards:
-        cites_target = target_ref in {t.reference for t in card.evidence}
+        cites_target = target_ref in card.shown
         says_so = f"- {target_ref} does not pass FHIR R4 validation" in card.json["detail"]
         assert says_so == (cites_target and rejected), (card.json["summary"], break_name)
 
@@ -175,6 +176,26 @@ def _service_request(code: object) -> dict[str, Any]:
         "code": {"coding": [{"system": "http://snomed.info/sct", "code": code}]},
         "subject": {"reference": f"Patient/{PATIENT_ID}"},
     }
+
+
+def test_a_finding_recorded_many_times_has_the_records_its_line_names_checked(kb) -> None:
+    retention = [
+        condition("R33.9", rid=f"retention-{i:02}", onset_days_ago=2 + i % 3) for i in range(30)
+    ]
+    for record in retention:
+        record["onsetDateTime"] += "T08:00:00"  # a time without a zone: not valid FHIR
+    spasm = condition("M62.830", rid="spasm", onset_days_ago=3)
+
+    cards = _decide(kb, [*retention, spasm], PATIENT_ID).cards
+
+    critical = next(c for c in cards if c.indicator == "critical")
+    traced = {t.reference for t in critical.evidence}
+    assert {f"Condition/retention-{i:02}" for i in range(30)} <= traced
+    named = [r for r in critical.shown if r.startswith("Condition/retention-")]
+    assert len(named) == 4, "a line names four records and counts the rest"
+    detail = critical.json["detail"]
+    assert detail.count("does not pass FHIR R4 validation (onsetDateTime)") == len(named)
+    assert all(f"- {ref} does not pass" in detail for ref in named)
 
 
 def test_a_suggestion_whose_resource_does_not_validate_is_withheld() -> None:
