@@ -179,7 +179,7 @@ def _stage_row(kb, settings: Settings, size: int, today: dt.date) -> list[str]:
     cards = render_cards(kb, evaluation, settings.max_cards, lambda: "u", context)
 
     def validate_new_chart() -> object:
-        fhir_validation._validate_canonical.cache_clear()
+        fhir_validation.forget_outcomes()
         return check_cards(cards, data.resources)
 
     steps: list[Callable[[], object]] = [

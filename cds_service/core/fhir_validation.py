@@ -7,15 +7,16 @@ with the models themselves:
   says which record and which elements did not validate, to be checked in the chart;
 - a suggestion whose resource does not validate is withheld: an EHR would refuse it.
 
-Validation depends on the resource's content alone, so its outcome is remembered by the
-resource's canonical JSON (a bounded cache): a chart seen again costs a lookup per record.
+Validation depends on the resource's content alone, so its outcome is remembered by a digest of
+the resource's canonical JSON (BLAKE2b, 128 bits; a bounded table): a chart seen again costs a
+serialisation and a lookup per record, whatever the record's size.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
-from functools import lru_cache
+from hashlib import blake2b
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -25,10 +26,10 @@ from pydantic import ValidationError
 if TYPE_CHECKING:
     from .cards import RenderedCard
 
-#: How many validated resources are remembered (a few per card), and the largest remembered:
-#: at most 16 MiB of keys per worker, about 2 MiB for charts like the samples.
-CACHE_SIZE = 2048
-MAX_CACHED_BYTES = 8192
+#: How many outcomes are remembered (a few per card; about 150 bytes each); past it, all are
+#: forgotten and learnt again.
+CACHE_SIZE = 8192
+_OUTCOMES: dict[bytes, str | None] = {}
 #: Elements named in a problem, at most.
 MAX_ELEMENTS = 3
 _RECORD_CHECK = "**Record check:**"
@@ -78,9 +79,9 @@ def _validate(resource: Mapping[str, Any]) -> str | None:
     return None
 
 
-@lru_cache(maxsize=CACHE_SIZE)
-def _validate_canonical(canonical: bytes) -> str | None:
-    return _validate(orjson.loads(canonical))
+def forget_outcomes() -> None:
+    """Forget every remembered outcome (as a new worker starts)."""
+    _OUTCOMES.clear()
 
 
 def fhir_problem(resource: Mapping[str, Any]) -> str | None:
@@ -89,9 +90,16 @@ def fhir_problem(resource: Mapping[str, Any]) -> str | None:
         canonical = orjson.dumps(resource, option=orjson.OPT_SORT_KEYS)
     except (TypeError, orjson.JSONEncodeError):  # not plain JSON: validate it as it is
         return _validate(resource)
-    if len(canonical) > MAX_CACHED_BYTES:
-        return _validate(resource)
-    return _validate_canonical(canonical)
+    key = blake2b(canonical, digest_size=16).digest()
+    try:
+        return _OUTCOMES[key]
+    except KeyError:
+        pass
+    outcome = _validate(resource)
+    if len(_OUTCOMES) >= CACHE_SIZE:
+        _OUTCOMES.clear()
+    _OUTCOMES[key] = outcome
+    return outcome
 
 
 def _cited(card: RenderedCard) -> tuple[str, ...]:

@@ -228,24 +228,37 @@ def test_a_valid_card_is_returned_as_it_is() -> None:
     assert check_cards([card], [spasm]) == (card,)
 
 
-def test_validation_is_remembered_by_content_not_by_identity() -> None:
-    fhir_validation._validate_canonical.cache_clear()
+def _counting_validations(monkeypatch) -> list[object]:
+    """The resources the models validate from now on (outcomes remembered before forgotten)."""
+    seen: list[object] = []
+    validate = fhir_validation._validate
+    monkeypatch.setattr(fhir_validation, "_validate", lambda r: seen.append(r) or validate(r))
+    fhir_validation.forget_outcomes()
+    return seen
+
+
+def test_validation_is_remembered_by_content_not_by_identity(monkeypatch) -> None:
+    validated = _counting_validations(monkeypatch)
     record = condition("M62.830", rid="same")
     assert fhir_problem(record) is None
     assert fhir_problem(copy.deepcopy(record)) is None
-    assert fhir_validation._validate_canonical.cache_info().hits == 1
+    assert len(validated) == 1
 
     record["onsetDateTime"] = "yesterday"
     assert fhir_problem(record) == "onsetDateTime"
+    assert len(validated) == 2
 
 
-def test_a_large_record_is_validated_without_being_remembered() -> None:
-    fhir_validation._validate_canonical.cache_clear()
-    record = condition("M62.830", rid="large", note=[{"text": "x" * 10_000}])
+def test_a_large_record_is_remembered_and_a_change_in_it_is_seen(monkeypatch) -> None:
+    validated = _counting_validations(monkeypatch)
+    record = condition("M62.830", rid="large", note=[{"text": "x" * 100_000}])
     assert fhir_problem(record) is None
-    record["note"] = [{}]
-    assert fhir_problem(record) == "note[0].text"
-    assert fhir_validation._validate_canonical.cache_info().currsize == 1
+    assert fhir_problem(record) is None
+    assert len(validated) == 1
+
+    record["note"].append({})
+    assert fhir_problem(record) == "note[1].text"
+    assert len(validated) == 2
 
 
 def test_a_problem_names_nested_elements_and_counts_the_rest() -> None:
