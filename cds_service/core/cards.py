@@ -14,6 +14,7 @@ from typing import Any
 from .codes import system_name
 from .findings import Dated, Finding, Measurement
 from .knowledge import Coding, KnowledgeBase, Rule, Theme
+from .memo import remember
 from .orders import OrderCatalog, OrderContext, Suggestion, render_suggestion, selection_behavior
 from .rules import Evaluation, Evidence, Match, OlderFinding
 
@@ -460,9 +461,7 @@ def _cached_frame(kb: KnowledgeBase, theme: Theme, matches: list[Match]) -> _Fra
     key = (id(theme), *[id(m.rule) for m in matches])
     frame = frames.get(key)
     if frame is None:
-        if len(frames) >= _MAX_FRAMES:
-            frames.clear()
-        frame = frames[key] = _frame(kb, theme, matches)
+        frame = remember(frames, key, _frame(kb, theme, matches), _MAX_FRAMES)
     return frame
 
 

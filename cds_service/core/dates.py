@@ -13,6 +13,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from .memo import remember
+
 _DATE = re.compile(
     r"(?P<y>\d{4})(?:-(?P<m>\d{2})(?:-(?P<d>\d{2})"
     r"(?:T(?P<time>\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)(?P<zone>Z|[+-]\d{2}:\d{2})?)?)?)?"
@@ -87,9 +89,7 @@ def _span(value: object, limits: Limits) -> tuple[dt.date | None, dt.date | None
     except KeyError:
         reading = _reading(value)
         if len(value) <= _READINGS_LENGTH:
-            if len(_READINGS) >= _READINGS_LIMIT:
-                _READINGS.clear()
-            _READINGS[value] = reading
+            remember(_READINGS, value, reading, _READINGS_LIMIT)
     if reading is None:
         return _NO_SPAN
     day, precision = reading

@@ -28,6 +28,7 @@ from .dates import Limits, abatement_day, birth_date, onset_span, parse_day
 from .knowledge import Coding, KnowledgeBase, KnownCodes
 from .labs import Reading, read_measure
 from .lean_measure import lean_observation
+from .memo import remember
 from .references import patient_id_of, resource_reference
 
 #: The FHIR models parsed here (results only); built at start-up so the first call is not slower.
@@ -758,9 +759,7 @@ def _code_key(code: str) -> str:
     if key is None:
         key = code_key(code)
         if len(code) <= _KEYS_LENGTH:
-            if len(_KEYS) >= _KEYS_LIMIT:
-                _KEYS.clear()
-            _KEYS[code] = key
+            remember(_KEYS, code, key, _KEYS_LIMIT)
     return key
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .knowledge import Measure
+from .memo import remember
 
 
 @dataclass(frozen=True)
@@ -103,9 +104,8 @@ def _default_range_text(measure: Measure, factor: float, unit: str, offset: floa
     key = (low, high, factor, unit, offset, math.copysign(1.0, offset))
     text = _RANGE_TEXTS.get(key)
     if text is None:
-        if len(_RANGE_TEXTS) >= _RANGE_TEXTS_LIMIT:
-            _RANGE_TEXTS.clear()
-        text = _RANGE_TEXTS[key] = _range_in_unit(low, high, factor, unit, offset)
+        text = _range_in_unit(low, high, factor, unit, offset)
+        remember(_RANGE_TEXTS, key, text, _RANGE_TEXTS_LIMIT)
     return text
 
 
