@@ -23,6 +23,9 @@ import orjson
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
+from .memo import remember
+from .references import resource_reference
+
 if TYPE_CHECKING:
     from .cards import RenderedCard
 
@@ -95,16 +98,7 @@ def fhir_problem(resource: Mapping[str, Any]) -> str | None:
         return _OUTCOMES[key]
     except KeyError:
         pass
-    outcome = _validate(resource)
-    if len(_OUTCOMES) >= CACHE_SIZE:
-        _OUTCOMES.clear()
-    _OUTCOMES[key] = outcome
-    return outcome
-
-
-def _cited(card: RenderedCard) -> tuple[str, ...]:
-    """The records the card's text names (a finding recorded many times names its first few)."""
-    return card.shown
+    return remember(_OUTCOMES, key, _validate(resource), CACHE_SIZE)
 
 
 def _index(resources: Iterable[Mapping[str, Any]], cited: set[str]) -> dict[str, list[Mapping]]:
@@ -113,16 +107,14 @@ def _index(resources: Iterable[Mapping[str, Any]], cited: set[str]) -> dict[str,
     found: dict[str, list[Mapping[str, Any]]] = {}
     for resource in resources:
         rid = resource.get("id")
-        if isinstance(rid, str) and rid in ids:
-            ref = f"{resource.get('resourceType')}/{rid}"
-            if ref in cited:
-                found.setdefault(ref, []).append(resource)
+        if type(rid) is str and rid in ids and (ref := resource_reference(resource)) in cited:
+            found.setdefault(ref, []).append(resource)
     return found
 
 
 def _record_lines(card: RenderedCard, index: Mapping[str, list[Mapping[str, Any]]]) -> list[str]:
     lines = []
-    for ref in _cited(card):
+    for ref in card.shown:
         problems = [p for r in index.get(ref, ()) if (p := fhir_problem(r))]
         if problems:
             elements = "; ".join(dict.fromkeys(problems))
@@ -175,6 +167,6 @@ def check_cards(
     cards: Sequence[RenderedCard], resources: Iterable[Mapping[str, Any]]
 ) -> tuple[RenderedCard, ...]:
     """The cards, each with its cited records and its suggestions validated (see the module)."""
-    cited = {ref for card in cards for ref in _cited(card)}
+    cited = {ref for card in cards for ref in card.shown}
     index = _index(resources, cited) if cited else {}
     return tuple(_checked(card, index) for card in cards)
