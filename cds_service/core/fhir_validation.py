@@ -9,12 +9,16 @@ with the models themselves:
 
 Validation depends on the resource's content alone, so its outcome is remembered by a digest of
 the resource's canonical JSON (BLAKE2b, 128 bits; a bounded table): a chart seen again costs a
-serialisation and a lookup per record, whatever the record's size.
+serialisation and a lookup per record, whatever the record's size. A suggestion is remembered by
+its shape (`reference_shape`): what differs from patient to patient in a suggestion is mostly
+the references it carries, which the models read as plain strings, so the knowledge's suggestions
+are validated once per shape, not once per patient.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from hashlib import blake2b
 from typing import TYPE_CHECKING, Any
@@ -33,6 +37,7 @@ if TYPE_CHECKING:
 #: forgotten and learnt again.
 CACHE_SIZE = 8192
 _OUTCOMES: dict[bytes, str | None] = {}
+_UNSEEN = object()
 #: Elements named in a problem, at most.
 MAX_ELEMENTS = 3
 _RECORD_CHECK = "**Record check:**"
@@ -47,6 +52,21 @@ PRELOADED = {
         "ServiceRequest",
     )
 }
+
+
+#: A plain reference ("Type/id", with a FHIR id) in canonical JSON.
+_PLAIN_REFERENCE = re.compile(rb'"reference":"([A-Za-z]{1,64})/[A-Za-z0-9\-.]{1,64}"')
+
+
+def reference_shape(canonical: bytes) -> bytes:
+    """Canonical JSON with each plain reference ("Type/id") written "Type/x".
+
+    The models take Reference.reference as a string (any non-empty one passes) and no check of
+    theirs reads what it names, so a resource and its shape validate alike
+    (tests/core/test_fhir_validation.py checks this on the sample charts' suggestions and a fuzz
+    corpus). Anything else, an odd reference included, is kept as it is.
+    """
+    return _PLAIN_REFERENCE.sub(rb'"reference":"\1/x"', canonical)
 
 
 def _element_path(location: Sequence[int | str]) -> str:
@@ -87,18 +107,29 @@ def forget_outcomes() -> None:
     _OUTCOMES.clear()
 
 
-def fhir_problem(resource: Mapping[str, Any]) -> str | None:
-    """None when the resource is valid FHIR R4; else the elements that are not."""
+def fhir_problem(resource: Mapping[str, Any], *, by_shape: bool = False) -> str | None:
+    """None when the resource is valid FHIR R4; else the elements that are not. `by_shape`: a
+    resource not seen before is also looked up by its `reference_shape` (the same for every
+    patient), and validated only when that shape is new too."""
     try:
         canonical = orjson.dumps(resource, option=orjson.OPT_SORT_KEYS)
     except (TypeError, orjson.JSONEncodeError):  # not plain JSON: validate it as it is
         return _validate(resource)
-    key = blake2b(canonical, digest_size=16).digest()
-    try:
-        return _OUTCOMES[key]
-    except KeyError:
-        pass
+    key = _digest(canonical)
+    outcome = _OUTCOMES.get(key, _UNSEEN)
+    if outcome is not _UNSEEN:
+        return outcome
+    if by_shape:
+        shape_key = _digest(reference_shape(canonical))
+        outcome = _OUTCOMES.get(shape_key, _UNSEEN)
+        if outcome is _UNSEEN:
+            outcome = remember(_OUTCOMES, shape_key, _validate(resource), CACHE_SIZE)
+        return remember(_OUTCOMES, key, outcome, CACHE_SIZE)
     return remember(_OUTCOMES, key, _validate(resource), CACHE_SIZE)
+
+
+def _digest(canonical: bytes) -> bytes:
+    return blake2b(canonical, digest_size=16).digest()
 
 
 def _index(resources: Iterable[Mapping[str, Any]], cited: set[str]) -> dict[str, list[Mapping]]:
@@ -138,7 +169,7 @@ def _valid_suggestions(card: RenderedCard) -> tuple[list[dict[str, Any]], set[st
     kept, withheld = [], set()
     for suggestion in card.json.get("suggestions", ()):
         resources = [a["resource"] for a in suggestion.get("actions", ()) if "resource" in a]
-        if any(fhir_problem(r) for r in resources):
+        if any(fhir_problem(r, by_shape=True) for r in resources):
             withheld.add(suggestion["uuid"])
         else:
             kept.append(suggestion)

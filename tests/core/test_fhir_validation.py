@@ -14,6 +14,7 @@ import random
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import orjson
 import pytest
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
@@ -269,3 +270,98 @@ def test_a_problem_names_nested_elements_and_counts_the_rest() -> None:
     assert fhir_problem(record) == "abatementString, code.coding[0].code, onsetDateTime and 2 more"
     assert fhir_problem({"resourceType": "NoSuchType"}) == "resourceType"
     assert fhir_problem({"id": "x"}) == "resourceType"
+
+
+def _suggested_resources(kb: KnowledgeBase) -> list[dict[str, Any]]:
+    """Every resource the sample charts' cards suggest, one of each kind of order."""
+    found: dict[str, dict[str, Any]] = {}
+    for chart in CHARTS:
+        resources, patient_id = _chart(chart)
+        for card in _decide(kb, resources, patient_id).cards:
+            for suggestion in card.json.get("suggestions", ()):
+                for action in suggestion["actions"]:
+                    resource = action["resource"]
+                    found.setdefault(str(resource.get("code")), resource)
+    return list(found.values())
+
+
+#: Values a reference may hold: plain "Type/id" ones (their shape is validated) and odd ones
+#: (validated as they are).
+ODD_REFERENCES = ["", " ", "a b", "Patient/", "/x", "Patient/" + "x" * 65, "Patient/é", "x"]
+ODD_REFERENCES += ["Patient/x\n", "urn:uuid:1", 7, None, True, {"x": 1}, [], ["Patient/x"]]
+
+
+def _references_in(value: Any, path: tuple = ()) -> list[tuple]:
+    """The paths of the "reference" elements in a resource."""
+    if isinstance(value, dict):
+        return [
+            p
+            for key, item in value.items()
+            for p in ([(*path, key)] if key == "reference" else _references_in(item, (*path, key)))
+        ]
+    if isinstance(value, list):
+        return [p for i, item in enumerate(value) for p in _references_in(item, (*path, i))]
+    return []
+
+
+def _set(resource: dict[str, Any], path: tuple, value: object) -> None:
+    target: Any = resource
+    for step in path[:-1]:
+        target = target[step]
+    target[path[-1]] = value
+
+
+def _plain_reference(rng: random.Random) -> str:
+    letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+    kind = "".join(rng.choice(letters) for _ in range(rng.randint(1, 64)))
+    ident = "".join(rng.choice(letters + "0123456789-.") for _ in range(rng.randint(1, 64)))
+    return f"{kind}/{ident}"
+
+
+def test_a_suggestion_and_its_reference_shape_validate_alike(kb) -> None:
+    rng = random.Random(20261201)
+    resources = _suggested_resources(kb)
+    draft = {
+        "resourceType": "MedicationRequest",
+        "status": "draft",
+        "intent": "order",
+        "medicationCodeableConcept": {"text": "cyclobenzaprine 10 mg"},
+        "subject": {"reference": "Patient/p1"},
+        "encounter": {"reference": "Encounter/e1"},
+        "requester": {"reference": "Practitioner/d1", "display": "Dr One"},
+    }
+    assert len(resources) >= 3, "the sample charts suggest orders"
+    compared = 0
+    for resource in [*resources, draft]:
+        paths = _references_in(resource)
+        assert paths
+        for _ in range(40):
+            variant = copy.deepcopy(resource)
+            for path in paths:
+                pick = rng.random()
+                value = rng.choice(ODD_REFERENCES) if pick < 0.3 else _plain_reference(rng)
+                _set(variant, path, value)
+            canonical = orjson.dumps(variant, option=orjson.OPT_SORT_KEYS)
+            shape = orjson.loads(fhir_validation.reference_shape(canonical))
+            assert fhir_validation._validate(shape) == fhir_validation._validate(variant)
+            compared += 1
+    assert compared >= 40 * 4
+
+
+def test_the_same_suggestion_for_another_patient_is_not_validated_again(monkeypatch) -> None:
+    validated = _counting_validations(monkeypatch)
+    for patient in ("p-1", "p-2", "a-third-patient.7"):
+        request = {**_service_request("77477000"), "subject": {"reference": f"Patient/{patient}"}}
+        request["reasonReference"] = [{"reference": f"Condition/{patient}-retention"}]
+        card = _card_offering(request, _service_request("241615005"))
+        (checked,) = check_cards([card], [])
+        assert [s["uuid"] for s in checked.json["suggestions"]] == ["s-1", "s-2"]
+    assert len(validated) == 2, "one validation per kind of suggestion"
+
+    odd = {**_service_request("77477000"), "subject": {"reference": " "}}
+    check_cards([_card_offering(odd, _service_request("241615005"))], [])
+    assert len(validated) == 3, "an odd reference is validated as it is"
+
+    empty = {**_service_request("77477000"), "subject": {"reference": ""}}
+    (checked,) = check_cards([_card_offering(empty, _service_request("241615005"))], [])
+    assert [s["uuid"] for s in checked.json["suggestions"]] == ["s-2"]
