@@ -111,7 +111,7 @@ def _new_patients_p50(run: Callable[[bytes], bytes], size: int, today: dt.date) 
     count = 30 if size <= 100 else (10 if size <= 1000 else 2)
     times = []
     for i in range(count):
-        body = json.dumps(hook_request(size, today, f"bench-new-{i}")).encode()
+        body = json.dumps(hook_request(size, today, f"bench-new-{size}-{i}")).encode()
         start = time.perf_counter()
         run(body)
         times.append((time.perf_counter() - start) * 1000)
@@ -197,7 +197,7 @@ def _decided(kb, settings: Settings, size: int, today: dt.date, pid: str = "benc
 def _validate_new_patients(kb, settings: Settings, size: int, today: dt.date, runs: int) -> float:
     """Median CPU ms of the FHIR models' check for a patient not seen before, when other
     patients' calls came first (as in a worker that has been serving for a while)."""
-    calls = [_decided(kb, settings, size, today, f"bench-new-{i}") for i in range(runs)]
+    calls = [_decided(kb, settings, size, today, f"bench-stage-{size}-{i}") for i in range(runs)]
     pending = iter(calls)
 
     def validate_next() -> object:
