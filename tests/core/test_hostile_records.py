@@ -15,57 +15,19 @@ from typing import Any
 
 import pytest
 from support.builders import TODAY
+from support.hostile import ODD_VALUES, element_paths, replace_element
 
 from cds_service.core.order_advice import recognise
 from cds_service.core.pipeline import decide, decide_orders
 from cds_service.tester_tools.samples import bundle_resources, load_chart, load_index
 
 _, CHARTS = load_index()
-ODD_VALUES: list[Any] = [
-    [],
-    ["2823-3"],
-    [{"code": "R33.9"}],
-    {},
-    {"coding": "R33.9"},
-    0,
-    -1.5,
-    10**30,
-    True,
-    None,
-    "",
-    " ",
-    "R33.9",
-    "x" * 300,
-    "2026-13-45",
-]
 CASES = 1500
 PATIENT_VIEW, ORDER_SIGN = "back-spasm-patient-view", "back-spasm-order-sign"
 
 
 def _uuid() -> str:
     return "00000000-0000-4000-8000-000000000000"
-
-
-def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """Every element's path in a JSON value (object keys and list indexes)."""
-    if isinstance(value, dict):
-        items = list(value.items())
-    elif isinstance(value, list):
-        items = list(enumerate(value))
-    else:
-        return []
-    paths = []
-    for key, child in items:
-        paths.append((*prefix, key))
-        paths += _paths(child, (*prefix, key))
-    return paths
-
-
-def _replace(resource: dict[str, Any], path: tuple[Any, ...], value: Any) -> None:
-    target: Any = resource
-    for step in path[:-1]:
-        target = target[step]
-    target[path[-1]] = value
 
 
 def _cases() -> list[tuple[str, int]]:
@@ -84,8 +46,8 @@ def test_one_odd_element_never_makes_the_core_raise(kb, charts, chart_name: str,
     resources, patient_id = charts[chart_name]
     resources = copy.deepcopy(resources)
     resource = rng.choice(resources)
-    path = rng.choice(_paths(resource) or [("id",)])
-    _replace(resource, path, copy.deepcopy(rng.choice(ODD_VALUES)))
+    path = rng.choice(element_paths(resource) or [("id",)])
+    replace_element(resource, path, copy.deepcopy(rng.choice(ODD_VALUES)))
 
     view = decide(kb, resources, patient_id, TODAY, 10, _uuid, service=kb.services[PATIENT_VIEW])
     drafts = [order for r in resources if (order := recognise(kb, r))]
