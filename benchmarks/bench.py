@@ -108,7 +108,7 @@ def pipeline(kb, settings: Settings, today: dt.date) -> Callable[[bytes], bytes]
 def _new_patients_p50(run: Callable[[bytes], bytes], size: int, today: dt.date) -> float:
     """Median ms of a call for a patient not seen before, after other patients' calls: what
     the service remembers by content (validated records) does not help it."""
-    count = 30 if size <= 100 else (10 if size <= 1000 else 2)
+    count = 100 if size <= 100 else (20 if size <= 1000 else 3)
     bodies = [
         json.dumps(hook_request(size, today, f"bench-new-{size}-{i}")).encode()
         for i in range(count)
