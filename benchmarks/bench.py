@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 import psutil
@@ -181,8 +182,25 @@ def bench_stages(sizes: list[int]) -> list[list[str]]:
     return [_stage_row(kb, settings, size, today) for size in sizes]
 
 
-def _decided(kb, settings: Settings, size: int, today: dt.date, pid: str = "bench-1"):
-    """The parts of one call on a chart of `size` resources: each step's input and output."""
+@dataclass
+class Call:
+    """One call on a chart, step by step: each step's input and output."""
+
+    body: bytes
+    service: Any
+    hook: Any
+    parsed: Any
+    request: Any
+    data: Any
+    found: Any
+    rules: Any
+    evaluation: Any
+    context: CardContext
+    cards: list
+
+
+def _decided(kb, settings: Settings, size: int, today: dt.date, pid: str = "bench-1") -> Call:
+    """One call on a chart of `size` resources, run step by step."""
     body = json.dumps(hook_request(size, today, pid)).encode()
     service = kb.services[SERVICE_PATH.rpartition("/")[2]]
     hook = kb.hooks[service.hook]
@@ -194,7 +212,9 @@ def _decided(kb, settings: Settings, size: int, today: dt.date, pid: str = "benc
     evaluation = evaluate(kb, found, today, rules)
     context = CardContext(request.patient_id, None, None)
     cards = render_cards(kb, evaluation, settings.max_cards, lambda: "u", context)
-    return body, service, hook, parsed, request, data, found, rules, evaluation, context, cards
+    return Call(
+        body, service, hook, parsed, request, data, found, rules, evaluation, context, cards
+    )
 
 
 def _validate_new_patients(kb, settings: Settings, size: int, today: dt.date, runs: int) -> float:
@@ -204,8 +224,8 @@ def _validate_new_patients(kb, settings: Settings, size: int, today: dt.date, ru
     pending = iter(calls)
 
     def validate_next() -> object:
-        *_, data, _found, _rules, _evaluation, _context, cards = next(pending)
-        return check_cards(cards, data.resources)
+        call = next(pending)
+        return check_cards(call.cards, call.data.resources)
 
     gc.freeze()  # the prepared charts are not the collector's work in a worker
     try:
@@ -216,23 +236,21 @@ def _validate_new_patients(kb, settings: Settings, size: int, today: dt.date, ru
 
 def _stage_row(kb, settings: Settings, size: int, today: dt.date) -> list[str]:
     runs = 200 if size <= 100 else (30 if size <= 1000 else 3)
-    body, service, hook, parsed, request, data, found, rules, evaluation, context, cards = _decided(
-        kb, settings, size, today
-    )
+    c = _decided(kb, settings, size, today)
 
     def validate_cold() -> object:
         fhir_validation.forget_outcomes()
-        return check_cards(cards, data.resources)
+        return check_cards(c.cards, c.data.resources)
 
     steps: list[Callable[[], object]] = [
-        lambda: json_depth(body),
-        lambda: parse_json(body),
-        lambda: parse_envelope(parsed, hook),
-        lambda: gather_patient_data(service, request, max_resources=settings.max_resources),
-        lambda: extract_findings(kb, data.resources, request.patient_id, today),
-        lambda: evaluate(kb, found, today, rules),
-        lambda: render_cards(kb, evaluation, settings.max_cards, lambda: "u", context),
-        lambda: check_cards(cards, data.resources),
+        lambda: json_depth(c.body),
+        lambda: parse_json(c.body),
+        lambda: parse_envelope(c.parsed, c.hook),
+        lambda: gather_patient_data(c.service, c.request, max_resources=settings.max_resources),
+        lambda: extract_findings(kb, c.data.resources, c.request.patient_id, today),
+        lambda: evaluate(kb, c.found, today, c.rules),
+        lambda: render_cards(kb, c.evaluation, settings.max_cards, lambda: "u", c.context),
+        lambda: check_cards(c.cards, c.data.resources),
     ]
     timed = [f"{_cpu_ms(step, runs):.3f}" for step in steps]
     new_patient = _validate_new_patients(kb, settings, size, today, min(runs, 20))
