@@ -19,6 +19,7 @@ import pytest
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 from support.builders import PATIENT_ID, TODAY, condition
+from support.hostile import element_paths, replace_element
 
 from cds_service.core import fhir_validation
 from cds_service.core.cards import CardSuggestion, RenderedCard, Traced
@@ -291,26 +292,6 @@ ODD_REFERENCES = ["", " ", "a b", "Patient/", "/x", "Patient/" + "x" * 65, "Pati
 ODD_REFERENCES += ["Patient/x\n", "urn:uuid:1", 7, None, True, {"x": 1}, [], ["Patient/x"]]
 
 
-def _references_in(value: Any, path: tuple = ()) -> list[tuple]:
-    """The paths of the "reference" elements in a resource."""
-    if isinstance(value, dict):
-        return [
-            p
-            for key, item in value.items()
-            for p in ([(*path, key)] if key == "reference" else _references_in(item, (*path, key)))
-        ]
-    if isinstance(value, list):
-        return [p for i, item in enumerate(value) for p in _references_in(item, (*path, i))]
-    return []
-
-
-def _set(resource: dict[str, Any], path: tuple, value: object) -> None:
-    target: Any = resource
-    for step in path[:-1]:
-        target = target[step]
-    target[path[-1]] = value
-
-
 def _plain_reference(rng: random.Random) -> str:
     letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
     kind = "".join(rng.choice(letters) for _ in range(rng.randint(1, 64)))
@@ -333,14 +314,14 @@ def test_a_suggestion_and_its_reference_shape_validate_alike(kb) -> None:
     assert len(resources) >= 3, "the sample charts suggest orders"
     compared = 0
     for resource in [*resources, draft]:
-        paths = _references_in(resource)
+        paths = [p for p in element_paths(resource) if p[-1] == "reference"]
         assert paths
         for _ in range(40):
             variant = copy.deepcopy(resource)
             for path in paths:
                 pick = rng.random()
                 value = rng.choice(ODD_REFERENCES) if pick < 0.3 else _plain_reference(rng)
-                _set(variant, path, value)
+                replace_element(variant, path, value)
             canonical = orjson.dumps(variant, option=orjson.OPT_SORT_KEYS)
             shape = orjson.loads(fhir_validation.reference_shape(canonical))
             assert fhir_validation._validate(shape) == fhir_validation._validate(variant)
