@@ -230,21 +230,13 @@ class CardContext:
     base_url: str | None = None
 
 
-def _source(
-    kb: KnowledgeBase, theme: Theme, guideline_ids: list[str], base_url: str | None
-) -> dict[str, Any]:
+def _source_label_url(kb: KnowledgeBase, guideline_ids: list[str]) -> tuple[str, str | None]:
+    """The card source's label (the article, then up to two guidelines) and its URL."""
     label = f"{kb.article.title} (reviewed {kb.article.last_review})"
     if guideline_ids:
         label += "; " + "; ".join(kb.guidelines[g].short for g in guideline_ids[:2])
-    source: dict[str, Any] = {"label": label}
     url = next((kb.guidelines[g].url for g in guideline_ids if kb.guidelines[g].url), None)
-    if url:
-        source["url"] = url
-    if base_url:
-        source["icon"] = base_url + ICON_PATH
-    if theme.topic:
-        source["topic"] = _coding_json(theme.topic)
-    return source
+    return label, url
 
 
 def about_url(base_url: str, rule_id: str) -> str:
@@ -252,27 +244,13 @@ def about_url(base_url: str, rule_id: str) -> str:
     return f"{base_url}{ABOUT_PATH}{rule_id}"
 
 
-def _links(
-    kb: KnowledgeBase, matches: list[Match], guideline_ids: list[str], base_url: str | None
-) -> list[dict[str, str]]:
-    """The guideline pages the card cites, then each rule's "About this recommendation" page."""
-    links = [
-        {
-            "label": f"Guideline: {kb.guidelines[g].short}",
-            "url": kb.guidelines[g].url,
-            "type": "absolute",
-        }
+def _guideline_links(kb: KnowledgeBase, guideline_ids: list[str]) -> tuple[tuple[str, str], ...]:
+    """The guideline pages the card cites, as (label, url)."""
+    return tuple(
+        (f"Guideline: {kb.guidelines[g].short}", kb.guidelines[g].url)
         for g in guideline_ids
         if kb.guidelines[g].url
-    ]
-    if base_url:
-        rules = list(dict.fromkeys(m.rule for m in matches))
-        for rule in rules:
-            label = "About this recommendation"
-            if len(rules) > 1:
-                label += f": {rule.title}"
-            links.append({"label": label, "url": about_url(base_url, rule.id), "type": "absolute"})
-    return links
+    )
 
 
 def _measures_of(match: Match) -> set[str]:
@@ -412,7 +390,7 @@ class _Frame:
 
 def _frame(kb: KnowledgeBase, theme: Theme, matches: list[Match]) -> _Frame:
     guideline_ids = _guidelines_of((m.rule for m in matches), theme)
-    source = _source(kb, theme, guideline_ids, None)
+    source_label, source_url = _source_label_url(kb, guideline_ids)
     rules = list(dict.fromkeys(m.rule for m in matches))
     about = "About this recommendation"
     return _Frame(
@@ -428,11 +406,9 @@ def _frame(kb: KnowledgeBase, theme: Theme, matches: list[Match]) -> _Frame:
             ]
         ),
         attribution="\n".join(_attribution(kb, guideline_ids)),
-        source_label=source["label"],
-        source_url=source.get("url"),
-        guideline_links=tuple(
-            (link["label"], link["url"]) for link in _links(kb, matches, guideline_ids, None)
-        ),
+        source_label=source_label,
+        source_url=source_url,
+        guideline_links=_guideline_links(kb, guideline_ids),
         about_links=tuple(
             (f"{about}: {r.title}" if len(rules) > 1 else about, r.id) for r in rules
         ),
