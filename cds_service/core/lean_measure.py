@@ -17,6 +17,8 @@ import re
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
+from .memo import remember
+
 
 class _Form:
     """A FHIR primitive held to a strict ASCII pattern, with the strings already found to match."""
@@ -26,7 +28,7 @@ class _Form:
     def __init__(self, pattern: str) -> None:
         self.pattern = re.compile(pattern)
         #: codes, systems and units recur from call to call
-        self.matched: set[str] = set()
+        self.matched: dict[str, bool] = {}
 
 
 #: FHIR primitives, held to a strict ASCII subset of their R4 patterns (no doubt about whitespace).
@@ -101,9 +103,7 @@ def _text(value: object, form: _Form) -> str:
     if not value.isascii() or not form.pattern.fullmatch(value):
         raise Unsure
     if len(value) <= _MATCHED_LENGTH:
-        if len(matched) >= _MATCHED_LIMIT:
-            matched.clear()
-        matched.add(value)
+        remember(matched, value, True, _MATCHED_LIMIT)
     return value
 
 
