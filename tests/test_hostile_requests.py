@@ -9,44 +9,15 @@ import random
 from typing import Any
 
 import pytest
-from support.builders import condition, hook_body
+from support.builders import hook_body
 from support.hostile import ODD_VALUES, element_paths, replace_element
+from test_order_hooks import RED_FLAGS, medicine, mri, order_body
 
 CASES = 600
-RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
-DRAFTS = [
-    {
-        "resourceType": "ServiceRequest",
-        "id": "sr-mri",
-        "status": "draft",
-        "intent": "order",
-        "priority": "routine",
-        "code": {"coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": "72148"}]},
-        "subject": {"reference": "Patient/bs-test-1"},
-    },
-    {
-        "resourceType": "MedicationRequest",
-        "id": "mr-1",
-        "status": "draft",
-        "intent": "order",
-        "medicationCodeableConcept": {"coding": [{"system": RXNORM, "code": "828348"}]},
-    },
-]
-RED_FLAGS = [
-    condition("M62.830", rid="c-spasm", onset_days_ago=5),
-    condition("R33.9", rid="c-retention", onset_days_ago=2),
-]
 
 
 def _order_call(hook: str) -> dict[str, Any]:
-    body = hook_body(RED_FLAGS, hook=hook)
-    body["context"]["draftOrders"] = {
-        "resourceType": "Bundle",
-        "entry": [{"resource": d} for d in DRAFTS],
-    }
-    if hook == "order-select":
-        body["context"]["selections"] = [f"{d['resourceType']}/{d['id']}" for d in DRAFTS]
-    return body
+    return order_body(hook, RED_FLAGS, [mri(), medicine()])
 
 
 CALLS = {
