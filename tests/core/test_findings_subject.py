@@ -7,10 +7,7 @@ import itertools
 
 from cds_service.core.findings import _call_context, _subject_problem
 from cds_service.core.references import patient_id_of
-from cds_service.knowledge_files import load_knowledge
-from cds_service.settings import Settings
 
-KB = load_knowledge(Settings().knowledge_dir)
 IDS = ["1", "mix-1", "a/b", " x", "x ", "", "a?b", "Patient", "Patient/1", "é"]
 
 
@@ -21,9 +18,9 @@ def _expected(subject: object, patient_id: str) -> str | None:
     return "other" if named is not None else "subject unreadable or missing"
 
 
-def test_subject_reads_as_patient_id_of() -> None:
+def test_subject_reads_as_patient_id_of(kb) -> None:
     for patient_id, other in itertools.product(IDS, IDS):
-        ctx = _call_context(KB, [], patient_id, dt.date(2026, 12, 1))
+        ctx = _call_context(kb, [], patient_id, dt.date(2026, 12, 1))
         for reference in (
             f"Patient/{other}",
             f" Patient/{other}",
@@ -35,6 +32,6 @@ def test_subject_reads_as_patient_id_of() -> None:
             for key in ("subject", "patient"):
                 res = {key: {"reference": reference}}
                 assert _subject_problem(ctx, res) == _expected(res[key], patient_id), res
-    ctx = _call_context(KB, [], "1", dt.date(2026, 12, 1))
+    ctx = _call_context(kb, [], "1", dt.date(2026, 12, 1))
     for subject in (None, "Patient/1", {"reference": 1}, {}, ["Patient/1"]):
         assert _subject_problem(ctx, {"subject": subject}) == _expected(subject, "1")
