@@ -2,6 +2,7 @@
 
     scripts/bench            # full run (a few minutes)
     scripts/bench --quick    # smoke run, under a minute
+    scripts/bench --layers   # only table 2b: where a served call's CPU goes, layer by layer
 
 Prints one table per part and exits 0. Ratios to the floor are what count: the floor is the bare
 endpoint an integrator would write (`benchmarks/floor.py`: Flask's own `request.get_json()`, then
@@ -324,10 +325,17 @@ def _start(command: list[str], env: dict[str, str]) -> subprocess.Popen:
     )
 
 
+def layer_command(layer: str) -> list[str]:
+    return ["-m", "benchmarks.layer_server", "--layer", layer]
+
+
 @contextlib.contextmanager
-def running_servers(workers: int) -> Iterator[dict[str, tuple[int, psutil.Process]]]:
-    """Ours (granian) and the floor (gunicorn sync), each with `workers` workers, at once."""
-    ports = {"ours": free_port(), "floor": free_port()}
+def running_servers(
+    workers: int, layers: tuple[str, ...] = ()
+) -> Iterator[dict[str, tuple[int, psutil.Process]]]:
+    """Ours (granian) and the floor (gunicorn sync), and any `layers` of ours alone
+    (`layer_server`), each with `workers` workers, at once."""
+    ports = {name: free_port() for name in ("ours", "floor", *layers)}
     with tempfile.TemporaryDirectory() as instance:
         env = {**os.environ, "CDS_INSTANCE_PATH": instance, "CDS_LOG_LEVEL": "WARNING"}
         subprocess.run(
@@ -340,6 +348,9 @@ def running_servers(workers: int) -> Iterator[dict[str, tuple[int, psutil.Proces
             "ours": [*SERVICE_COMMAND, "--port", str(ports["ours"]), "--workers", str(workers)],
             "floor": [*FLOOR_COMMAND, "-w", str(workers), "-b", f"127.0.0.1:{ports['floor']}"],
         }
+        for layer in layers:
+            port = ["--port", str(ports[layer]), "--workers", str(workers)]
+            commands[layer] = [*layer_command(layer), *port]
         processes = {name: _start(command, env) for name, command in commands.items()}
         try:
             for name, process in processes.items():
@@ -533,6 +544,29 @@ def median(values: list[float]) -> float:
     return percentile(values, 50)
 
 
+def _path(server: str) -> str:
+    return FLOOR_PATH if server == "floor" else SERVICE_PATH
+
+
+def interleaved(
+    servers: dict[str, tuple[int, psutil.Process]],
+    body: bytes,
+    clients: int,
+    seconds: float,
+    rounds: int,
+) -> dict[str, Side]:
+    """Each server loaded in turn, `rounds` times over, with the same body: its figures."""
+    sides = {name: Side([], [], []) for name in servers}
+    for name, (port, _) in servers.items():
+        load(port, _path(name), body, 4, calls=100)  # warm every worker
+    for _ in range(rounds):
+        for name, (port, master) in servers.items():
+            before = cpu_seconds(master)
+            result = measure(port, _path(name), body, clients, seconds)
+            sides[name].add(result, cpu_seconds(master) - before)
+    return sides
+
+
 def bench_http(
     sizes: list[int], workers: int, clients: int, seconds: float, rounds: int
 ) -> list[list[str]]:
@@ -540,17 +574,9 @@ def bench_http(
     today = dt.datetime.now(dt.UTC).date()
     rows: list[list[str]] = []
     with running_servers(workers) as servers:
-        paths = {"ours": SERVICE_PATH, "floor": FLOOR_PATH}
         for size in sizes:
             body = json.dumps(hook_request(size, today)).encode()
-            sides = {name: Side([], [], []) for name in servers}
-            for name, (port, _) in servers.items():
-                load(port, paths[name], body, 4, calls=100)  # warm every worker
-            for _ in range(rounds):
-                for name, (port, master) in servers.items():
-                    before = cpu_seconds(master)
-                    result = measure(port, paths[name], body, clients, seconds)
-                    sides[name].add(result, cpu_seconds(master) - before)
+            sides = interleaved(servers, body, clients, seconds, rounds)
             ours, floor = sides["ours"], sides["floor"]
             ratios = [o / f for o, f in zip(ours.rps, floor.rps, strict=True) if f]
             goal = GOAL_RATIO.get(size)
@@ -570,6 +596,41 @@ def bench_http(
                 ]
             )
     return rows
+
+
+#: The layers of a served call, each on top of the one before (`layer_server`), then ours.
+LAYER_ROWS = (
+    ("stack", 'serving stack alone: granian, buffered body, Flask, {"cards": []}'),
+    ("parse", "+ reading the body: depth scan, JSON parse"),
+    ("core", "+ the core: envelope, gather, findings, rules, cards, FHIR check, answer"),
+    ("no-audit-writes", "+ the service's hooks, security, metrics, audit records built"),
+    ("ours", "+ audit records written (SQLite): the service as served"),
+)
+
+
+def bench_layers(
+    size: int, workers: int, clients: int, seconds: float, rounds: int
+) -> list[list[str]]:
+    """CPU per request of each layer of a served call, alone on the same stack, and what each
+    adds to the one before; the floor last, for scale."""
+    body = json.dumps(hook_request(size, dt.datetime.now(dt.UTC).date())).encode()
+    layers = tuple(name for name, _ in LAYER_ROWS if name != "ours")
+    with running_servers(workers, layers) as servers:
+        sides = interleaved(servers, body, clients, seconds, rounds)
+    rows: list[list[str]] = []
+    below = 0.0
+    for name, label in LAYER_ROWS:
+        cpu = median(sides[name].cpu_us)
+        rows.append(_layer_row(name, label, sides[name], f"{cpu - below:+,.0f}"))
+        below = cpu
+    floor = "the floor: Flask get_json() on gunicorn sync"
+    rows.append(_layer_row("floor", floor, sides["floor"], ""))
+    return rows
+
+
+def _layer_row(name: str, label: str, side: Side, added: str) -> list[str]:
+    cpu = median(side.cpu_us)
+    return [name, label, f"{median(side.rps):,.0f}", f"{cpu:,.0f}", added, f"{side.errors}"]
 
 
 def bench_memory(size: int, calls: int, workers: int = 2) -> list[list[str]]:
@@ -594,12 +655,28 @@ def bench_memory(size: int, calls: int, workers: int = 2) -> list[list[str]]:
 # --- main -----------------------------------------------------------------------------------
 
 
+def print_layers(seconds: float, rounds: int) -> None:
+    print_table(
+        "2b. Where a served call's CPU goes, 100 resources: each layer alone on the same stack"
+        f" (2 workers, 32 connections, {rounds} interleaved rounds of {seconds:.0f} s; CPU µs"
+        " per request read from the server processes; added: over the layer before)",
+        ["layer", "what runs", "req/s", "CPU µs/req", "added", "errors"],
+        bench_layers(100, 2, 32, seconds, rounds),
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="smoke run, under a minute")
+    parser.add_argument(
+        "--layers", action="store_true", help="only table 2b: where a served call's CPU goes"
+    )
     args = parser.parse_args(argv)
+    if args.layers:
+        print_layers(3.0 if args.quick else 8.0, 2 if args.quick else 3)
+        return 0
     if args.quick:
         sizes, budget, seconds, rounds, memory_calls = [100, 1000, 19_999], 1.0, 3.0, 2, 0
     else:
@@ -676,9 +753,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.quick:
         return 0
+    print_layers(seconds, rounds)
     memory_rows = bench_memory(100, memory_calls)
     print_table(
-        f"4. Memory per worker over {memory_calls:,} calls (MB resident)",
+        f"3. Memory per worker over {memory_calls:,} calls (MB resident)",
         ["worker", "calls", "after 1st 1000", "before last 1000", "after last 1000", "growth"],
         memory_rows,
     )

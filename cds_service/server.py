@@ -112,7 +112,6 @@ def _worker_exited(pid: int) -> None:
 def worker_app(settings: Settings, build: Callable[[Settings], Any] | None = None) -> Any:
     """The application one worker process runs; its audit records are written when it stops."""
     from . import create_app
-    from .web.buffered import BufferedWSGI
     from .web.state import EXTENSION_KEY
     from .web.timeout import enforce_call_timeout
 
@@ -123,6 +122,14 @@ def worker_app(settings: Settings, build: Callable[[Settings], Any] | None = Non
         multiprocessing.util.Finalize(None, state.audit.writer.close, exitpriority=10)
     multiprocessing.util.Finalize(None, _worker_exited, args=(os.getpid(),), exitpriority=5)
     enforce_call_timeout(app, settings.call_timeout_seconds, hard_stop=True)
+    return served(app, settings)
+
+
+def served(app: Any, settings: Settings) -> Any:
+    """A built WSGI application as a worker serves it: its body read first, on the worker's
+    threads, with the worker's collector settings."""
+    from .web.buffered import BufferedWSGI
+
     # What exists now (knowledge, models, the app) lives as long as the worker: keep it out
     # of the garbage collector's scans, which otherwise grow with every large request.
     gc.freeze()
