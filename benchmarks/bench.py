@@ -35,6 +35,7 @@ from typing import Any
 import orjson
 import psutil
 import uuid_utils
+from sqlalchemy.engine import make_url
 
 from benchmarks.charts import hook_request
 from cds_service.core import fhir_validation
@@ -604,8 +605,13 @@ LAYER_ROWS = (
     ("parse", "+ reading the body: depth scan, JSON parse"),
     ("core", "+ the core: envelope, gather, findings, rules, cards, FHIR check, answer"),
     ("no-audit-writes", "+ the service's hooks, security, metrics, audit records built"),
-    ("ours", "+ audit records written (SQLite): the service as served"),
+    ("ours", "+ audit records written ({database}): the service as served"),
 )
+
+
+def database_name() -> str:
+    """The audit database the benchmark's servers write to (CDS_DATABASE_URL, else SQLite)."""
+    return make_url(Settings().resolved_database_url()).get_backend_name()
 
 
 def bench_layers(
@@ -621,6 +627,7 @@ def bench_layers(
     below = 0.0
     for name, label in LAYER_ROWS:
         cpu = median(sides[name].cpu_us)
+        label = label.format(database=database_name())
         rows.append(_layer_row(name, label, sides[name], f"{cpu - below:+,.0f}"))
         below = cpu
     floor = "the floor: Flask get_json() on gunicorn sync"
