@@ -36,7 +36,12 @@ EMPTY_ANSWER = b'{"cards":[]}'
 def layer_app(layer: str, settings: Settings) -> Flask:
     """A bare Flask application that does the work of `layer` (one of stack, parse, core)."""
     app = Flask("layer")
-    run = pipeline(load_knowledge(settings.knowledge_dir), settings, dt.datetime.now(dt.UTC).date())
+    today = dt.datetime.now(dt.UTC).date()
+    run = (
+        pipeline(load_knowledge(settings.knowledge_dir), settings, today)
+        if layer == "core"
+        else None
+    )
 
     @app.post(SERVICE_PATH)
     def call() -> Response:
@@ -44,7 +49,7 @@ def layer_app(layer: str, settings: Settings) -> Flask:
             read_json_body(settings.max_body_bytes, settings.max_json_depth)
             return Response(EMPTY_ANSWER, mimetype="application/json")
         raw = request.environ.pop(BUFFERED_BODY, None) or request.get_data(cache=False)
-        answer = run(raw) if layer == "core" else EMPTY_ANSWER
+        answer = run(raw) if run is not None else EMPTY_ANSWER
         return Response(answer, mimetype="application/json")
 
     @app.get("/healthz")
