@@ -607,6 +607,8 @@ LAYER_ROWS = (
     ("no-audit-writes", "+ the service's hooks, security, metrics, audit records built"),
     ("ours", "+ audit records written ({database}): the service as served"),
 )
+#: The layers `layer_server` runs alone (every row but ours).
+LAYERS = tuple(name for name, _ in LAYER_ROWS if name != "ours")
 
 
 def database_name() -> str:
@@ -620,14 +622,18 @@ def bench_layers(
     """CPU per request of each layer of a served call, alone on the same stack, and what each
     adds to the one before; the floor last, for scale."""
     body = json.dumps(hook_request(size, dt.datetime.now(dt.UTC).date())).encode()
-    layers = tuple(name for name, _ in LAYER_ROWS if name != "ours")
-    with running_servers(workers, layers) as servers:
+    with running_servers(workers, LAYERS) as servers:
         sides = interleaved(servers, body, clients, seconds, rounds)
+    return layer_table(sides, database_name())
+
+
+def layer_table(sides: dict[str, Side], database: str) -> list[list[str]]:
+    """Table 2b's rows: each layer's figures and its CPU over the layer before, then the floor."""
     rows: list[list[str]] = []
     below = 0.0
     for name, label in LAYER_ROWS:
         cpu = median(sides[name].cpu_us)
-        label = label.format(database=database_name())
+        label = label.replace("{database}", database)
         rows.append(_layer_row(name, label, sides[name], f"{cpu - below:+,.0f}"))
         below = cpu
     floor = "the floor: Flask get_json() on gunicorn sync"

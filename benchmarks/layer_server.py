@@ -21,7 +21,7 @@ from typing import Any
 
 from flask import Flask, Response, request
 
-from benchmarks.bench import SERVICE_PATH, pipeline
+from benchmarks.bench import LAYERS, SERVICE_PATH, pipeline
 from benchmarks.service_server import build_app
 from cds_service import Settings
 from cds_service.knowledge_files import load_knowledge
@@ -29,7 +29,6 @@ from cds_service.server import granian_server, served, worker_app
 from cds_service.web.body import BUFFERED_BODY, read_json_body
 from cds_service.web.state import EXTENSION_KEY
 
-LAYERS = ("stack", "parse", "core", "no-audit-writes")
 EMPTY_ANSWER = b'{"cards":[]}'
 
 

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from benchmarks.bench import SERVICE_PATH
+from benchmarks.bench import LAYERS, SERVICE_PATH, Side, layer_table
 from benchmarks.charts import hook_request
 from benchmarks.layer_server import _without_audit_writes, layer_app
 from cds_service import create_app
@@ -52,3 +52,14 @@ def test_without_audit_writes_the_service_answers_as_usual_with_no_writer(settin
     assert app.extensions[EXTENSION_KEY].audit is None
     service = create_app(settings).test_client().post(SERVICE_PATH, json=chart)
     assert _cards(app.test_client().post(SERVICE_PATH, json=chart)) == _cards(service)
+
+
+def test_the_layer_table_adds_each_layer_over_the_one_before_and_names_the_database():
+    cpu = {"stack": 200.0, "parse": 650.0, "core": 1700.0, "no-audit-writes": 1900.0}
+    cpu |= {"ours": 2300.0, "floor": 1000.0}
+    sides = {name: Side([100.0], [10.0], [us]) for name, us in cpu.items()}
+    rows = layer_table(sides, "postgresql")
+    assert [row[0] for row in rows] == [*LAYERS, "ours", "floor"]
+    assert [row[4] for row in rows] == ["+200", "+450", "+1,050", "+200", "+400", ""]
+    assert rows[0][1].endswith('{"cards": []}')
+    assert "(postgresql)" in rows[-2][1]
