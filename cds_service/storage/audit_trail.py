@@ -157,13 +157,20 @@ def insert_new(connection: Connection, table: Table, rows: Sequence[dict[str, An
 
 
 def write_records(engine: Engine, records: Sequence[AuditRecord]) -> None:
-    """Store the records in one transaction, and mark feedback that arrived before its card."""
+    """Store the records in one transaction, then mark feedback that arrived before its card.
+
+    The marking runs once the records are committed, as the feedback store's own matching runs
+    once its items are: of feedback and its card written at the same moment, whichever commits
+    last sees the other (inside one transaction, neither would see the other's uncommitted row).
+    """
     uuids = [c["uuid"] for r in records for c in r.cards]
-    with engine.begin() as connection:
-        for table, rows_of in _AUDIT_TABLES:
-            insert_new(connection, table, [row for r in records for row in rows_of(r)])
+    with engine.connect() as connection:
+        with connection.begin():
+            for table, rows_of in _AUDIT_TABLES:
+                insert_new(connection, table, [row for r in records for row in rows_of(r)])
         if uuids:
-            connection.execute(_MATCH_FEEDBACK, {"uuids": uuids})
+            with connection.begin():
+                connection.execute(_MATCH_FEEDBACK, {"uuids": uuids})
 
 
 # ------------------------------------------------------------------------------- the writer

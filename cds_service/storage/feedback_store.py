@@ -3,14 +3,16 @@
 Each item is inserted with `ON CONFLICT DO NOTHING` on its fingerprint, so a repeat (in one
 batch, in a later call, or racing in from another worker) is stored once and never fails. An item
 whose card we never issued is stored with `card_matched` false; the audit writer sets it when the
-card's record arrives later.
+card's record arrives later. Feedback and its card's record can be written at the same moment, by
+two workers whose transactions cannot see each other's rows; so each side matches again once its
+own rows are committed, and whichever commits last sees the other's.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, exists, select
+from sqlalchemy import Engine, bindparam, exists, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
@@ -27,12 +29,28 @@ def _insert_statement(dialect: str) -> Any:
     return insert(Feedback).values(card_matched=issued).on_conflict_do_nothing()
 
 
+#: Items stored unmatched whose card's record has been committed since they were inserted.
+_MATCH_STORED = (
+    update(Feedback)
+    .where(
+        Feedback.card_uuid.in_(bindparam("uuids", expanding=True)),
+        Feedback.card_matched.is_(False),
+        exists().where(IssuedCard.uuid == Feedback.card_uuid),
+    )
+    .values(card_matched=True)
+)
+
+
 def store_feedback(engine: Engine, rows: list[dict[str, Any]]) -> None:
-    """Commit the rows (repeats ignored); `DatabaseUnavailable` if they could not be committed."""
+    """Commit the rows (repeats ignored), then match them to cards whose records were committed
+    meanwhile; `DatabaseUnavailable` if either failed (a repeat of the call is harmless)."""
     parameters = [{**row, _MATCH: row["card_uuid"]} for row in rows]
     try:
-        with engine.begin() as connection:
-            connection.execute(_insert_statement(connection.dialect.name), parameters)
+        with engine.connect() as connection:
+            with connection.begin():
+                connection.execute(_insert_statement(connection.dialect.name), parameters)
+            with connection.begin():
+                connection.execute(_MATCH_STORED, {"uuids": sorted({r["card_uuid"] for r in rows})})
     except (SQLAlchemyError, OSError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else ""
         raise DatabaseUnavailable(f"{type(exc).__name__}: {reason}") from exc

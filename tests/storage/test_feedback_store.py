@@ -5,11 +5,13 @@ from __future__ import annotations
 import random
 import threading
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from conftest import flush
-from sqlalchemy import select
+import pytest
+from conftest import flush, service_state
+from sqlalchemy import Engine, event, select
 from support.builders import FIXED_NOW, PATIENT_VIEW
 from support.calls import call
 
@@ -89,20 +91,70 @@ def test_feedback_on_a_card_we_never_issued_is_kept_unmatched(make_app, migrated
     assert matched == {issued: True, "never-issued": False}
 
 
+def record_issuing(card: str) -> AuditRecord:
+    """The audit record of a call that issued this one card."""
+    facts = CallFacts("call-late", FIXED_NOW, PATIENT_VIEW, 200, 5.0, "v1", "patient-view")
+    issued = {"uuid": card, "call_id": "call-late", "position": 0, "theme": "t", "indicator": "i"}
+    return AuditRecord(audit_record(facts).call, (issued,))
+
+
 def test_feedback_that_overtakes_its_cards_record_is_matched_when_it_arrives(make_app, migrated):
     client = make_app().test_client()
     card = str(uuid.uuid4())
     assert post(client, [item(card)]).status_code == 200
-    facts = CallFacts("call-late", FIXED_NOW, PATIENT_VIEW, 200, 5.0, "v1", "patient-view")
-    record = audit_record(facts)
-    late = AuditRecord(
-        record.call,
-        ({"uuid": card, "call_id": "call-late", "position": 0, "theme": "t", "indicator": "info"},),
-    )
+    late = record_issuing(card)
     engine = migrated.engine()
     try:
         write_records(engine, [late])
         write_records(engine, [late])  # a retried batch is stored once
+    finally:
+        engine.dispose()
+    assert migrated.rows(select(Feedback.card_matched)) == [(True,)]
+
+
+def just_before_its_first_commit(engine: Engine, action: Callable[[], None]) -> None:
+    """Run the action once, as the engine's first transaction is about to commit."""
+
+    pending = [action]
+
+    def run_once(_connection: Any) -> None:
+        while pending:
+            pending.pop()()
+
+    event.listen(engine, "commit", run_once)
+
+
+# Two workers can write feedback and its card's record at the same moment; on PostgreSQL
+# neither transaction sees the other's uncommitted row (SQLite lets one writer at a time).
+
+
+@pytest.mark.parametrize("database", ["postgresql"], indirect=True)
+def test_feedback_stored_while_its_cards_record_is_being_written_is_matched(make_app, migrated):
+    client = make_app().test_client()
+    card = str(uuid.uuid4())
+
+    def feedback() -> None:
+        assert post(client, [item(card)]).status_code == 200
+
+    engine = migrated.engine()
+    try:
+        just_before_its_first_commit(engine, feedback)
+        write_records(engine, [record_issuing(card)])
+    finally:
+        engine.dispose()
+    assert migrated.rows(select(Feedback.card_matched)) == [(True,)]
+
+
+@pytest.mark.parametrize("database", ["postgresql"], indirect=True)
+def test_a_cards_record_written_while_its_feedback_is_being_stored_is_matched(make_app, migrated):
+    app = make_app()
+    card = str(uuid.uuid4())
+    engine = migrated.engine()
+    try:
+        just_before_its_first_commit(
+            service_state(app).engine, lambda: write_records(engine, [record_issuing(card)])
+        )
+        assert post(app.test_client(), [item(card)]).status_code == 200
     finally:
         engine.dispose()
     assert migrated.rows(select(Feedback.card_matched)) == [(True,)]
