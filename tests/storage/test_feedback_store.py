@@ -94,7 +94,13 @@ def test_feedback_on_a_card_we_never_issued_is_kept_unmatched(make_app, migrated
 def record_issuing(card: str) -> AuditRecord:
     """The audit record of a call that issued this one card."""
     facts = CallFacts("call-late", FIXED_NOW, PATIENT_VIEW, 200, 5.0, "v1", "patient-view")
-    issued = {"uuid": card, "call_id": "call-late", "position": 0, "theme": "t", "indicator": "i"}
+    issued = {
+        "uuid": card,
+        "call_id": "call-late",
+        "position": 0,
+        "theme": "t",
+        "indicator": "info",
+    }
     return AuditRecord(audit_record(facts).call, (issued,))
 
 
@@ -114,7 +120,6 @@ def test_feedback_that_overtakes_its_cards_record_is_matched_when_it_arrives(mak
 
 def just_before_its_first_commit(engine: Engine, action: Callable[[], None]) -> None:
     """Run the action once, as the engine's first transaction is about to commit."""
-
     pending = [action]
 
     def run_once(_connection: Any) -> None:
