@@ -26,14 +26,15 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, Engine, Insert, Table, bindparam, update
+from sqlalchemy import Connection, Dialect, Engine, Insert, Table
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from .. import metrics
 from ..core.audit import AuditRecord, patient_key
 from ..settings import Settings
-from .models import EvidenceRef, Feedback, FiredRule, IssuedCard, IssuedSuggestion, ServiceCall
+from .feedback_store import match_feedback
+from .models import EvidenceRef, FiredRule, IssuedCard, IssuedSuggestion, ServiceCall
 
 log = logging.getLogger("cds_service.audit")
 
@@ -60,16 +61,6 @@ _AUDIT_TABLES: tuple[tuple[Table, Callable[[AuditRecord], Iterable[dict[str, Any
     (FiredRule.__table__, lambda r: r.rules),
     (EvidenceRef.__table__, lambda r: r.evidence),
     (IssuedSuggestion.__table__, lambda r: r.suggestions),
-)
-_FEEDBACK = Feedback.__table__
-#: Feedback that arrived before its card, now matched: built once, the uuids bound per batch.
-_MATCH_FEEDBACK = (
-    update(_FEEDBACK)
-    .where(
-        _FEEDBACK.c.card_uuid.in_(bindparam("uuids", expanding=True)),
-        _FEEDBACK.c.card_matched.is_(False),
-    )
-    .values(card_matched=True)
 )
 
 
@@ -169,8 +160,7 @@ def write_records(engine: Engine, records: Sequence[AuditRecord]) -> None:
             for table, rows_of in _AUDIT_TABLES:
                 insert_new(connection, table, [row for r in records for row in rows_of(r)])
         if uuids:
-            with connection.begin():
-                connection.execute(_MATCH_FEEDBACK, {"uuids": uuids})
+            match_feedback(connection, uuids)
 
 
 # ------------------------------------------------------------------------------- the writer

@@ -10,9 +10,10 @@ own rows are committed, and whichever commits last sees the other's.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, exists, select, update
+from sqlalchemy import Connection, Engine, bindparam, exists, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
@@ -29,8 +30,8 @@ def _insert_statement(dialect: str) -> Any:
     return insert(Feedback).values(card_matched=issued).on_conflict_do_nothing()
 
 
-#: Items stored unmatched whose card's record has been committed since they were inserted.
-_MATCH_STORED = (
+#: Feedback on these cards, not yet matched, whose card's record is stored.
+_MATCH_ISSUED = (
     update(Feedback)
     .where(
         Feedback.card_uuid.in_(bindparam("uuids", expanding=True)),
@@ -41,6 +42,13 @@ _MATCH_STORED = (
 )
 
 
+def match_feedback(connection: Connection, card_uuids: Iterable[str]) -> None:
+    """Mark feedback on these cards matched where the card's record is stored, in a transaction
+    of its own: run once the caller's own rows (feedback, or cards) are committed."""
+    with connection.begin():
+        connection.execute(_MATCH_ISSUED, {"uuids": list(dict.fromkeys(card_uuids))})
+
+
 def store_feedback(engine: Engine, rows: list[dict[str, Any]]) -> None:
     """Commit the rows (repeats ignored), then match them to cards whose records were committed
     meanwhile; `DatabaseUnavailable` if either failed (a repeat of the call is harmless)."""
@@ -49,8 +57,7 @@ def store_feedback(engine: Engine, rows: list[dict[str, Any]]) -> None:
         with engine.connect() as connection:
             with connection.begin():
                 connection.execute(_insert_statement(connection.dialect.name), parameters)
-            with connection.begin():
-                connection.execute(_MATCH_STORED, {"uuids": sorted({r["card_uuid"] for r in rows})})
+            match_feedback(connection, (row["card_uuid"] for row in rows))
     except (SQLAlchemyError, OSError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else ""
         raise DatabaseUnavailable(f"{type(exc).__name__}: {reason}") from exc
